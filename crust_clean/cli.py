@@ -1,0 +1,110 @@
+"""The ``crust-clean`` command: a thin click shell over the Python API.
+
+Errors a user can fix print one line (``Error: ...``) and exit 2 for bad input / usage, 1 for a
+failure at run time; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+import typing
+
+import click
+
+from .config import RunConfig
+from .errors import CrustCleanError
+
+_PYTHON_TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING}
+
+
+def _config_options(command):
+    """Add one ``--flag`` per config field (help and choices from the field's metadata)."""
+    defaults = RunConfig()
+    for section in reversed(dataclasses.fields(defaults)):
+        hints = typing.get_type_hints(type(getattr(defaults, section.name)))
+        for f in reversed(dataclasses.fields(getattr(defaults, section.name))):
+            name = "model" if (section.name, f.name) == ("model", "name") else f.name
+            flag = "--" + name.replace("_", "-")
+            default = getattr(getattr(defaults, section.name), f.name)
+            shown = [round(x, 3) for x in default] if isinstance(default, list) else default
+            help_text = f"{f.metadata['help']} [{section.name}; default: {shown}]"
+            if isinstance(default, bool):
+                option = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None, help=help_text)
+            elif isinstance(default, list):
+                option = click.option(flag, name, type=click.FLOAT, multiple=True, help=help_text + " (repeatable)")
+            elif f.metadata["choices"]:
+                option = click.option(flag, name, type=click.Choice(f.metadata["choices"]), help=help_text)
+            else:
+                kind = next(t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
+                option = click.option(flag, name, type=_PYTHON_TYPES[kind], help=help_text)
+            command = option(command)
+    return command
+
+
+def _user_errors(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except CrustCleanError as err:
+            click.echo(f"Error: {err}", err=True)
+            sys.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="crust-clean")
+def cli():
+    """Find mislabeled images with CRUST coresets and train a noise-robust timm model."""
+
+
+@cli.command()
+@click.argument("source", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), help="run folder [default: runs/<time>-<model>-<data>]")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="YAML config (e.g. configs/cpu-quick.yaml or an earlier RUN/config.yaml); flags override it")
+@click.option("--overwrite", is_flag=True, help="write into an existing non-empty run folder")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bars or per-epoch lines")
+@_config_options
+@_user_errors
+def fit(source, out, config_file, overwrite, quiet, **options):
+    """Train with CRUST on SOURCE (an ImageFolder: SOURCE/<class>/**/<image>) and rank suspected mislabels.
+
+    Writes RUN/config.yaml, ledger.parquet, scores.csv, metrics.json, model.safetensors and model.json.
+    """
+    from .run import fit as fit_run
+
+    options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items() if v not in (None, ())}
+    run = fit_run(source, out=out, config=config_file, overwrite=overwrite, progress=not quiet, **options)
+    _print_summary(run)
+
+
+def _print_summary(run) -> None:
+    summary = run.metrics["summary"]
+    scores = run.scores
+    val = summary["val_accuracy"]
+    click.echo(f"\nrun folder:      {run.path}")
+    click.echo(f"training samples: {summary['n_train']} (val {summary['n_val']}, skipped {summary['n_skipped']})")
+    click.echo(f"val accuracy:    {'n/a' if val is None else f'{val:.3f}'} (model from epoch {summary['best_epoch']})")
+    click.echo(f"suspects:        {summary['suspects']} with score > {summary['suspect_threshold']}")
+    click.echo(f"never selected:  {summary['never_selected']}")
+    if "detection" in summary:
+        d = summary["detection"]
+        click.echo(f"vs true labels:  AUROC {d['auroc']:.3f}  precision {d['precision']:.3f}  recall {d['recall']:.3f}")
+    click.echo("\ntop 10 suspects (higher score = more likely mislabeled):")
+    top = scores.head(10)[["score", "given_label", "predicted_label", "sample_id"]]
+    click.echo(top.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+
+
+def main() -> None:
+    cli(prog_name="crust-clean")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Run configuration: a dataclass tree that round-trips through YAML.
+
+Precedence (as in timm's ``train.py``): dataclass defaults < ``--config FILE.yaml`` < explicit options.
+The fully resolved configuration is saved as ``RUN/config.yaml`` before the first epoch, and
+``crust-clean fit --config RUN/config.yaml`` re-runs it. Unknown keys are an error naming the key.
+No torch import here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import BadInputError
+
+SELECTORS = ("centrality", "facility-location", "none")
+CLASS_SPLITS = ("given", "predicted")
+PROXIES = ("last-layer", "logits")
+GREEDY = ("lazy", "stochastic", "naive")
+
+
+def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A config field whose help text (and choices) the CLI turns into a ``--flag``."""
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    val_fraction: float = option(0.1, "stratified share held out from training for model selection (0 allowed)")
+    true_labels: str | None = option(
+        None, "CSV sample_id,true_label with the known truth (demo/benchmarks): adds truth metrics")
+    workers: int | None = option(None, "DataLoader workers (default: 0 on CPU, up to 8 with CUDA)")
+
+
+@dataclass
+class ModelConfig:
+    name: str = option("resnet10t", "timm model name")
+    pretrained_weights: str | None = option(None, "local weights file for the backbone (nothing is downloaded)")
+    img_size: int = option(64, "square input size in pixels")
+
+
+@dataclass
+class CrustConfig:
+    selector: str = option("centrality", "coreset selector; none = plain full-data training", SELECTORS)
+    class_split: str = option("given", "label that groups samples before selection", CLASS_SPLITS)
+    proxy: str = option("last-layer", "gradient proxy: W^T(softmax-onehot) or softmax-onehot", PROXIES)
+    coreset_fraction: float = option(0.5, "share of each class selected per epoch")
+    warmup_epochs: int = option(5, "epochs on all training data before the first selection")
+    mixup_alpha: float = option(1.0, "Beta(a, a) mixup of each medoid with a member of its cluster; 0 = off")
+    greedy: str = option("lazy", "facility-location greedy: lazy (exact), stochastic or naive (exact, slow)", GREEDY)
+    stochastic_epsilon: float = option(0.01, "stochastic greedy: (n/k) ln(1/eps) candidates per step")
+    chunk_size: int = option(4_000_000, "largest distance block held at once, in matrix entries")
+    max_weight: float = option(5.0, "cap on a medoid's weight, in units of the mean coreset weight")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = option(30, "training epochs, warm-up included")
+    batch_size: int = option(128, "batch size")
+    lr: float = option(0.1, "SGD learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(5e-4, "weight decay")
+    lr_decay_at: list[float] = option([2 / 3, 5 / 6], "divide the lr by 10 at these fractions of the epochs")
+    augment: bool = option(True, "timm train augmentation (random resized crop, flip, colour jitter)")
+    crop_scale: float = option(0.35, "smallest area share kept by the random resized crop")
+    hflip: float = option(0.5, "horizontal flip probability (0 for digits and text)")
+    device: str = option("auto", "cpu, cuda, cuda:N or auto (cuda when present)")
+    seed: int = option(0, "seed for the split, initialisation, order, augmentation and selection")
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    crust: CrustConfig = field(default_factory=CrustConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "RunConfig":
+        """Check value ranges; raise BadInputError naming the offending option."""
+        c, t = self.crust, self.train
+        _one_of("crust.selector", c.selector, SELECTORS)
+        _one_of("crust.class_split", c.class_split, CLASS_SPLITS)
+        _one_of("crust.proxy", c.proxy, PROXIES)
+        _one_of("crust.greedy", c.greedy, GREEDY)
+        _check("crust.coreset_fraction", 0 < c.coreset_fraction <= 1, "must be in (0, 1]")
+        _check("crust.warmup_epochs", c.warmup_epochs >= 0, "must be >= 0")
+        _check("crust.mixup_alpha", c.mixup_alpha >= 0, "must be >= 0")
+        _check("crust.stochastic_epsilon", 0 < c.stochastic_epsilon < 1, "must be in (0, 1)")
+        _check("crust.chunk_size", c.chunk_size >= 1, "must be >= 1")
+        _check("crust.max_weight", c.max_weight >= 1, "must be >= 1")
+        _check("data.val_fraction", 0 <= self.data.val_fraction < 1, "must be in [0, 1)")
+        _check("model.img_size", self.model.img_size >= 8, "must be >= 8")
+        _check("train.epochs", t.epochs >= 1, "must be >= 1")
+        _check("train.batch_size", t.batch_size >= 1, "must be >= 1")
+        _check("train.lr", t.lr > 0, "must be > 0")
+        _check("train.crop_scale", 0 < t.crop_scale <= 1, "must be in (0, 1]")
+        _check("train.hflip", 0 <= t.hflip <= 1, "must be in [0, 1]")
+        _check("train.lr_decay_at", all(0 < f < 1 for f in t.lr_decay_at), "fractions must be in (0, 1)")
+        return self
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise BadInputError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def _check(key: str, ok: bool, what: str) -> None:
+    if not ok:
+        raise BadInputError(f"{key} {what}")
+
+
+def from_dict(values: Mapping[str, Any]) -> RunConfig:
+    """Build a RunConfig from a nested mapping (as in config.yaml); unknown keys raise BadInputError."""
+    return apply_options(RunConfig(), values)
+
+
+def _sections(config: RunConfig) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def apply_options(config: RunConfig, options: Mapping[str, Any]) -> RunConfig:
+    """Set options onto ``config`` in place and return it.
+
+    A key is a section holding a mapping (``{"crust": {"selector": "none"}}``), a dotted path
+    (``"crust.selector"``), ``"model"`` with a model name, or a bare field name (``"selector"``; field
+    names are unique across sections). Unknown keys raise BadInputError naming the key.
+    """
+    sections = _sections(config)
+    owner = {f.name: name for name, sec in sections.items() for f in dataclasses.fields(sec)}
+    for key, value in options.items():
+        if key in sections and isinstance(value, Mapping):
+            for name, item in value.items():
+                apply_options(config, {f"{key}.{name}": item})
+            continue
+        section, dot, name = key.rpartition(".")
+        if not dot:
+            section, name = ("model", "name") if key == "model" else (owner.get(key), key)
+        target = sections.get(section)
+        if target is None or name not in {f.name for f in dataclasses.fields(target)}:
+            raise BadInputError(f"unknown config key {key!r}")
+        setattr(target, name, value)
+    return config
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file with the safe loader."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise BadInputError(f"config file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise BadInputError(f"config file {path} is not valid YAML: {err}".splitlines()[0]) from None
+    if not isinstance(values, dict):
+        raise BadInputError(f"config file {path} must hold a mapping of sections")
+    return values
+
+
+def dump_yaml(config: RunConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

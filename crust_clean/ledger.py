@@ -1,0 +1,69 @@
+"""The selection ledger: one row per training sample per epoch.
+
+Columns (the contract exporters and checks rely on):
+
+=============== =======  ==========================================================================
+epoch           int64    0-based; warm-up epochs included
+sample_id       string   stable sample key (see ``crust_clean.sources``)
+selected        boolean  in this epoch's weighted coreset; null in warm-up / full-data epochs
+weight          float64  normalised medoid weight (0 when not selected); null when no selection
+medoid          string   sample_id of the medoid whose cluster holds the sample; null when no selection
+loss            float32  cross-entropy w.r.t. the given label, after this epoch's training
+predicted_label int64    argmax class after this epoch's training
+prob_given      float32  softmax probability of the given label after this epoch's training
+=============== =======  ==========================================================================
+
+Selection columns describe the coreset trained on *in* epoch e; the other columns the eval pass at
+the *end* of epoch e (the pass whose proxies choose epoch e+1's coreset). No scoring here.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_path
+from .selection import Selection
+
+
+class Ledger:
+    """Append-only in memory; ``write`` stores everything so far as one parquet file."""
+
+    def __init__(self, sample_ids: list[str]):
+        self.sample_ids = pd.array(sample_ids, dtype="string")
+        self._epochs: list[pd.DataFrame] = []
+
+    def append(self, epoch: int, *, loss: np.ndarray, predicted: np.ndarray, prob_given: np.ndarray,
+               selection: Selection | None) -> None:
+        n = len(self.sample_ids)
+        if selection is None:
+            selected = pd.array([pd.NA] * n, dtype="boolean")
+            weight = pd.array([pd.NA] * n, dtype="Float64")
+            medoid = pd.array([pd.NA] * n, dtype="string")
+        else:
+            selected = pd.array(selection.selected_mask(n), dtype="boolean")
+            weight = pd.array(selection.weight_per_row(n), dtype="Float64")
+            medoid = self.sample_ids[selection.medoid_of]
+        self._epochs.append(pd.DataFrame({
+            "epoch": np.full(n, epoch, dtype=np.int64),
+            "sample_id": self.sample_ids,
+            "selected": selected,
+            "weight": weight,
+            "medoid": medoid,
+            "loss": np.asarray(loss, dtype=np.float32),
+            "predicted_label": np.asarray(predicted, dtype=np.int64),
+            "prob_given": np.asarray(prob_given, dtype=np.float32),
+        }))
+
+    def frame(self) -> pd.DataFrame:
+        return pd.concat(self._epochs, ignore_index=True)
+
+    def write(self, path: str | os.PathLike) -> None:
+        with atomic_path(path) as tmp:
+            self.frame().to_parquet(tmp, index=False)
+
+
+def read_ledger(path: str | os.PathLike) -> pd.DataFrame:
+    return pd.read_parquet(path)

@@ -1,0 +1,332 @@
+"""``fit``: the public entry point that runs CRUST on a dataset and writes a run folder; ``Run``: reads one.
+
+Run folder contract (``RUN/``):
+  config.yaml        fully resolved configuration (``crust-clean fit --config RUN/config.yaml`` re-runs it)
+  samples.csv        every usable sample: sample_id, path, given_label, split (train/val)
+  skipped.csv        files that could not be read, with the reason (only when there are any)
+  ledger.parquet     one row per training sample per epoch (see ``crust_clean.ledger``)
+  scores.csv         one row per training sample, sorted by score, higher = more likely mislabeled
+  metrics.json       per-epoch metrics and a summary (rewritten after every epoch)
+  model.safetensors  weights of the model chosen on validation accuracy (else the last epoch)
+  model.json         what timm needs to rebuild it: model name, num_classes, class_names, img_size, mean/std
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_path, write_text
+from .config import RunConfig, apply_options, dump_yaml, from_dict, load_yaml
+from .errors import BadInputError, CrustCleanError
+from .scores import SUSPECT_THRESHOLD, is_suspect, score_samples
+from .sources import Samples, read_true_labels, scan_image_folder, stratified_split
+
+RUN_OUTPUTS = ("config.yaml", "samples.csv", "ledger.parquet", "scores.csv", "metrics.json",
+               "model.safetensors", "model.json")
+
+
+def resolve_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike | None = None,
+                   **options: Any) -> RunConfig:
+    """Defaults < ``config`` (a RunConfig, a mapping or a YAML path) < ``options``; validated."""
+    if config is None:
+        resolved = RunConfig()
+    elif isinstance(config, RunConfig):
+        resolved = copy.deepcopy(config)
+    elif isinstance(config, Mapping):
+        resolved = from_dict(config)
+    else:
+        resolved = from_dict(load_yaml(config))
+    return apply_options(resolved, {k: v for k, v in options.items() if v is not None}).validate()
+
+
+def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
+        config: RunConfig | Mapping[str, Any] | str | os.PathLike | None = None,
+        overwrite: bool = False, progress: bool = True, **options: Any) -> "Run":
+    """Train a noise-robust model with CRUST on ``source`` and write a run folder with the ledger and scores.
+
+    Parameters
+    ----------
+    source : path
+        An ImageFolder tree: ``source/<class>/**/<image>`` (jpg, jpeg, png, bmp, webp, tif).
+        Sample ids are paths relative to ``source``; the source is only read.
+    out : path, optional
+        Run folder; default ``runs/<timestamp>-<model>-<dataset folder name>``. An existing non-empty
+        folder is an error unless ``overwrite=True``.
+    config : RunConfig, mapping or YAML path, optional
+        Base configuration (e.g. ``configs/cpu-quick.yaml`` or an earlier ``RUN/config.yaml``).
+    progress : bool
+        Show progress bars and a line per epoch on stderr.
+    **options
+        Any config field by name, overriding ``config``: ``epochs=10``, ``selector="facility-location"``,
+        ``model="resnet18"``, ``crust={"proxy": "logits"}``, ``"train.lr"=0.05`` (see ``crust_clean.config``).
+
+    Returns
+    -------
+    Run
+        The finished run; ``run.scores`` is the suspect ranking (higher score = more likely mislabeled).
+
+    Examples
+    --------
+    >>> run = crust_clean.fit("images/", out="runs/first", epochs=20)      # doctest: +SKIP
+    >>> run.scores.head(10)[["sample_id", "given_label", "predicted_label", "score"]]  # doctest: +SKIP
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from . import models
+    from .data import ImageDataset, default_workers
+    from .ledger import Ledger
+    from .trainer import Device, train
+
+    cfg = resolve_config(config, **options)
+    samples = scan_image_folder(source)
+    truth = read_true_labels(cfg.data.true_labels, samples) if cfg.data.true_labels else None
+    out = Path(out) if out is not None else _default_run_dir(cfg, samples)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise BadInputError(f"run folder {out} already exists and is not empty (use --overwrite)")
+    if out.resolve().is_relative_to(samples.root.resolve()):
+        raise BadInputError(f"run folder {out} is inside the dataset {samples.root}: choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    train_idx, val_idx = stratified_split(samples.labels, cfg.data.val_fraction, cfg.train.seed)
+    write_text(out / "config.yaml", dump_yaml(cfg))
+    _write_samples(out, samples, train_idx, val_idx)
+
+    torch.manual_seed(cfg.train.seed)
+    device = Device.resolve(cfg.train.device)
+    model = models.create_model(cfg.model, samples.num_classes)
+    data_cfg = models.data_config(model, cfg.model.img_size)
+    train_tf, eval_tf = models.build_transforms(data_cfg, cfg.train)
+    paths, labels = samples.paths, samples.labels
+
+    def subset(idx, transform):
+        return ImageDataset([paths[i] for i in idx], labels[idx], transform)
+
+    train_set, eval_set = subset(train_idx, train_tf), subset(train_idx, eval_tf)
+    val_set = subset(val_idx, eval_tf) if len(val_idx) else None
+    workers = cfg.data.workers if cfg.data.workers is not None else default_workers(device.device)
+    train_ids = [samples.sample_ids[i] for i in train_idx]
+    ledger = Ledger(train_ids)
+    is_noisy = truth[train_idx] != labels[train_idx] if truth is not None else None
+
+    epochs: list[dict] = []
+    best_accuracy, best_epoch, best_state = -1.0, None, None
+    sum_doubt = np.zeros(len(train_idx))  # running sum of 1 - p(given): the score, as in scores.score_samples
+    started = time.perf_counter()
+    for result in train(model, train_set, eval_set, val_set, cfg=cfg, device=device, workers=workers,
+                        progress=progress):
+        o = result.outputs
+        ledger.append(result.epoch, loss=o.loss, predicted=o.predicted, prob_given=o.prob_given,
+                      selection=result.selection)
+        sum_doubt += 1.0 - o.prob_given
+        row = _epoch_metrics(result, labels[train_idx], sum_doubt / (result.epoch + 1), truth, train_idx, is_noisy)
+        epochs.append(row)
+        if result.val_accuracy is not None and result.val_accuracy > best_accuracy:
+            best_accuracy, best_epoch = result.val_accuracy, result.epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        _write_json(out / "metrics.json", {"epochs": epochs})
+        if progress:
+            _print_epoch(row)
+
+    if best_state is None:  # no validation split: keep the last epoch
+        best_epoch = cfg.train.epochs - 1
+        best_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in best_state.items()}, str(tmp))
+    _write_json(out / "model.json", {
+        "architecture": cfg.model.name,
+        "num_classes": samples.num_classes,
+        "class_names": samples.class_names,
+        "img_size": cfg.model.img_size,
+        "mean": list(data_cfg["mean"]),
+        "std": list(data_cfg["std"]),
+        "interpolation": data_cfg["interpolation"],
+        "epoch": best_epoch,
+        "chosen_by": "val_accuracy" if val_set is not None else "last_epoch",
+    })
+    ledger.write(out / "ledger.parquet")
+    scores = _scores_table(ledger.frame(), samples, train_idx)
+    with atomic_path(out / "scores.csv") as tmp:
+        scores.to_csv(tmp, index=False)
+
+    summary = {
+        "n_train": len(train_idx), "n_val": len(val_idx), "n_skipped": len(samples.skipped),
+        "num_classes": samples.num_classes, "best_epoch": best_epoch,
+        "val_accuracy": epochs[best_epoch]["val_accuracy"],
+        "never_selected": int(scores["never_selected"].sum()),
+        "suspects": int(scores["suspect"].sum()), "suspect_threshold": SUSPECT_THRESHOLD,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "device": str(device.device), "torch": torch.__version__, "python": platform.python_version(),
+    }
+    if is_noisy is not None:
+        summary["detection"] = epochs[-1]["detection"]
+    _write_json(out / "metrics.json", {"summary": summary, "epochs": epochs})
+    return Run(out)
+
+
+def _default_run_dir(cfg: RunConfig, samples: Samples) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{cfg.model.name}-{samples.root.resolve().name}"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def _write_samples(out: Path, samples: Samples, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
+    split = np.full(len(samples), "train", dtype=object)
+    split[val_idx] = "val"
+    table = pd.DataFrame({
+        "sample_id": samples.sample_ids,
+        "path": [str(p.resolve()) for p in samples.paths],
+        "given_label": [samples.class_names[c] for c in samples.labels],
+        "split": split,
+    })
+    with atomic_path(out / "samples.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    skipped = out / "skipped.csv"
+    if samples.skipped:
+        with atomic_path(skipped) as tmp:
+            pd.DataFrame(samples.skipped, columns=["path", "reason"]).to_csv(tmp, index=False)
+
+
+def _epoch_metrics(result, given: np.ndarray, score: np.ndarray, truth, train_idx, is_noisy) -> dict:
+    from .evaluation import detection_metrics
+
+    selection = result.selection
+    row = {
+        "epoch": result.epoch, "lr": result.lr, "train_loss": result.train_loss,
+        "val_accuracy": result.val_accuracy, "val_loss": result.val_loss,
+        "train_accuracy_given": float((result.outputs.predicted == given).mean()),
+        "coreset_size": int(len(selection.medoids)) if selection is not None else len(given),
+        "selection_seconds": round(result.selection_seconds, 4), "eval_seconds": round(result.eval_seconds, 4),
+        "train_seconds": round(result.train_seconds, 4), "epoch_seconds": round(result.epoch_seconds, 4),
+    }
+    if is_noisy is None:
+        return row
+    row["noisy_fit_rate"] = float((result.outputs.predicted[is_noisy] == given[is_noisy]).mean()) \
+        if is_noisy.any() else None
+    if selection is not None:
+        clean_medoid = ~is_noisy[selection.medoids]
+        mask = selection.selected_mask(len(given))
+        row["coreset_label_accuracy"] = float(clean_medoid.mean())
+        row["coreset_label_accuracy_weighted"] = float((selection.weights * clean_medoid).sum() / selection.weights.sum())
+        row["selection_rate_clean"] = float(mask[~is_noisy].mean()) if (~is_noisy).any() else None
+        row["selection_rate_noisy"] = float(mask[is_noisy].mean()) if is_noisy.any() else None
+    row["detection"] = detection_metrics(score, is_noisy)
+    return row
+
+
+def _print_epoch(row: dict) -> None:
+    import sys
+
+    parts = [f"epoch {row['epoch']:3d}", f"loss {row['train_loss']:.3f}"]
+    if row["val_accuracy"] is not None:
+        parts.append(f"val acc {row['val_accuracy']:.3f}")
+    parts.append(f"coreset {row['coreset_size']}")
+    if "detection" in row and row["detection"]["auroc"] is not None:
+        parts.append(f"AUROC {row['detection']['auroc']:.3f}")
+    parts.append(f"{row['epoch_seconds']:.1f}s (selection {row['selection_seconds']:.2f}s)")
+    print(" | ".join(parts), file=sys.stderr)
+
+
+def _scores_table(ledger: pd.DataFrame, samples: Samples, train_idx: np.ndarray) -> pd.DataFrame:
+    per_sample = score_samples(ledger)
+    names = np.asarray(samples.class_names, dtype=object)
+    table = pd.DataFrame({
+        "sample_id": per_sample.index,
+        "path": [str(samples.paths[i].resolve()) for i in train_idx],
+        "given_label": names[samples.labels[train_idx]],
+        "predicted_label": names[per_sample["predicted_label"].to_numpy()],
+        "score": per_sample["score"].to_numpy(),
+        "suspect": is_suspect(per_sample["score"]),
+        "selection_rate": per_sample["selection_rate"].to_numpy(),
+        "never_selected": per_sample["never_selected"].to_numpy(),
+        "epochs_selected": per_sample["epochs_selected"].to_numpy(),
+        "prob_given": per_sample["prob_given"].to_numpy(),
+        "mean_loss": per_sample["mean_loss"].to_numpy(),
+    })
+    return table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+class Run:
+    """A finished run folder (see the module docstring for its files)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        missing = [name for name in RUN_OUTPUTS if not (self.path / name).exists()]
+        if missing:
+            raise CrustCleanError(f"{self.path} is not a finished crust-clean run (missing {', '.join(missing)})")
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def config(self) -> RunConfig:
+        return from_dict(load_yaml(self.path / "config.yaml"))
+
+    @property
+    def scores(self) -> pd.DataFrame:
+        """One row per training sample, sorted by ``score`` descending (higher = more likely mislabeled)."""
+        return pd.read_csv(self.path / "scores.csv")
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / "samples.csv")
+
+    @property
+    def metrics(self) -> dict:
+        return json.loads((self.path / "metrics.json").read_text())
+
+    @property
+    def model_info(self) -> dict:
+        return json.loads((self.path / "model.json").read_text())
+
+    def ledger(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / "ledger.parquet")
+
+    def load_model(self):
+        """The saved model as a timm model in eval mode (weights read with safetensors, no pickle)."""
+        import timm
+
+        info = self.model_info
+        model = timm.create_model(
+            info["architecture"], pretrained=True, num_classes=info["num_classes"],
+            pretrained_cfg_overlay=dict(file=str(self.path / "model.safetensors"), num_classes=info["num_classes"]),
+        )
+        return model.eval()
+
+    def evaluate(self, source: str | os.PathLike, *, batch_size: int = 256) -> float:
+        """Accuracy of the saved model on an ImageFolder whose class folders use this run's class names."""
+        import torch
+        from timm.data import create_transform
+
+        from .data import ImageDataset
+
+        info = self.model_info
+        samples = scan_image_folder(source)
+        unknown = sorted(set(samples.class_names) - set(info["class_names"]))
+        if unknown:
+            raise BadInputError(f"classes not in the run: {', '.join(unknown)}")
+        index = {name: i for i, name in enumerate(info["class_names"])}
+        labels = np.array([index[samples.class_names[c]] for c in samples.labels])
+        transform = create_transform(
+            input_size=(3, info["img_size"], info["img_size"]), mean=tuple(info["mean"]), std=tuple(info["std"]),
+            interpolation=info["interpolation"], crop_pct=1.0, is_training=False,
+        )
+        model = self.load_model()
+        loader = torch.utils.data.DataLoader(ImageDataset(samples.paths, labels, transform), batch_size=batch_size)
+        correct = 0
+        with torch.no_grad():
+            for images, targets, _ in loader:
+                correct += int((model(images).argmax(1) == targets).sum())
+        return correct / len(labels)

@@ -1,0 +1,54 @@
+"""Ledger -> per-sample noise scores. Pure functions; no training.
+
+Direction: a higher ``score`` means *more likely mislabeled* (0 <= score <= 1).
+
+``score`` is the mean over all recorded epochs of 1 - p(given label): a training-dynamics score
+(cf. area under the margin). In our early measurements (shared/notes/crust.md) it ranked noise
+best of the candidates, better than the final-epoch loss once a model memorises and better than
+selection statistics. ``selection_rate`` and ``never_selected`` are reported beside it, not mixed in:
+with the true facility-location greedy, mislabeled samples are selected *more* often than clean ones
+(they are outliers that become their own medoids), with centrality + given split less often.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: Default decision rule: a suspect is a sample whose given label got, on average over training,
+#: less than even odds from the model (score > 0.5).
+SUSPECT_THRESHOLD = 0.5
+
+
+def score_samples(ledger: pd.DataFrame) -> pd.DataFrame:
+    """Aggregate a ledger (see ``crust_clean.ledger``) into one row per sample.
+
+    Returns
+    -------
+    DataFrame indexed by ``sample_id`` (ledger order) with columns
+    ``score`` (mean of 1 - prob_given; higher = more likely mislabeled), ``selection_rate`` (share of
+    selection epochs in which the sample was in the coreset; NaN when the run had no selection
+    epochs), ``never_selected`` (selection epochs exist and the sample entered none),
+    ``epochs_selected``, ``predicted_label`` and ``prob_given`` (both from the last epoch) and
+    ``mean_loss``.
+    """
+    grouped = ledger.groupby("sample_id", sort=False)
+    last = ledger[ledger["epoch"] == ledger["epoch"].max()].set_index("sample_id")
+    selection_epochs = ledger.loc[ledger["selected"].notna(), "epoch"].nunique()
+    selected_count = grouped["selected"].sum().astype(np.int64)
+    out = pd.DataFrame({
+        "score": 1.0 - grouped["prob_given"].mean().astype(np.float64),
+        "selection_rate": selected_count / selection_epochs if selection_epochs else np.nan,
+        "never_selected": (selected_count == 0) & (selection_epochs > 0),
+        "epochs_selected": selected_count,
+        "predicted_label": last["predicted_label"],
+        "prob_given": last["prob_given"].astype(np.float64),
+        "mean_loss": grouped["loss"].mean().astype(np.float64),
+    })
+    out.index.name = "sample_id"
+    return out
+
+
+def is_suspect(score: np.ndarray | pd.Series, threshold: float = SUSPECT_THRESHOLD) -> np.ndarray:
+    """Boolean mask of suspected mislabels: ``score > threshold``."""
+    return np.asarray(score) > threshold

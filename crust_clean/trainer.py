@@ -1,0 +1,216 @@
+"""The CRUST training loop (Algorithm 1): warm-up on all data, then per epoch
+proxies -> per-class coreset -> weighted mixup SGD on the coreset; ``selector="none"`` trains on all
+data with the same bookkeeping (the plain cross-entropy baseline).
+
+``train`` yields one ``EpochResult`` per epoch; the caller (``crust_clean.run.fit``) records the
+ledger, metrics and checkpoints. No file I/O, no CLI here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from timm.optim import create_optimizer_v2
+from timm.scheduler import MultiStepLRScheduler
+from tqdm.auto import tqdm
+
+from .config import RunConfig
+from .data import ImageDataset, MixupPairs
+from .errors import CrustCleanError
+from .models import classifier_weight, features_and_logits
+from .proxies import compute_proxies
+from .selection import Selection, select_coreset
+
+
+@dataclass
+class PassOutputs:
+    """What the eval pass over the training samples measured (all (n,) arrays, n = training samples)."""
+
+    loss: np.ndarray  # cross-entropy w.r.t. the given label
+    predicted: np.ndarray  # argmax class
+    prob_given: np.ndarray  # softmax probability of the given label
+    proxies: torch.Tensor  # (n, d) gradient proxies (on the training device)
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    outputs: PassOutputs  # measured after this epoch's training
+    selection: Selection | None  # the coreset trained on this epoch; None in warm-up / selector none
+    train_loss: float
+    val_accuracy: float | None
+    val_loss: float | None
+    lr: float
+    selection_seconds: float  # proxies -> coreset, partners, weights
+    eval_seconds: float  # forward pass over all training (and val) samples
+    train_seconds: float
+    epoch_seconds: float
+
+
+@dataclass
+class Device:
+    device: torch.device
+    amp_dtype: torch.dtype | None  # autocast dtype on CUDA, None on CPU
+
+    @classmethod
+    def resolve(cls, name: str) -> "Device":
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(name)
+        if device.type != "cuda":
+            return cls(device, None)
+        return cls(device, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+
+
+def _loader(dataset, batch_size: int, *, shuffle: bool, workers: int, device: Device, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        pin_memory=device.device.type == "cuda",
+        persistent_workers=False,
+        generator=generator,
+    )
+
+
+@torch.no_grad()
+def eval_pass(model, dataset: ImageDataset, *, cfg: RunConfig, device: Device, workers: int, progress: bool,
+              want_proxies: bool, desc: str) -> PassOutputs:
+    """Forward every sample once in eval mode; losses, predictions, p(given) and gradient proxies."""
+    model.eval()
+    logits_all, labels_all, feats_all = [], [], []
+    loader = _loader(dataset, cfg.train.batch_size * 2, shuffle=False, workers=workers, device=device, seed=0)
+    for images, labels, _ in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        with device.autocast():
+            feats, logits = features_and_logits(model, device.images(images))
+        logits_all.append(logits.float())
+        labels_all.append(labels.to(device.device))
+        if want_proxies and cfg.crust.proxy == "last-layer":
+            feats_all.append(feats.float())
+    logits = torch.cat(logits_all)
+    labels = torch.cat(labels_all)
+    probs = logits.softmax(1)
+    proxies = torch.empty(0)
+    if want_proxies:
+        weight = classifier_weight(model).detach().float() if cfg.crust.proxy == "last-layer" else None
+        proxies = compute_proxies(cfg.crust.proxy, probs, labels, weight)
+    return PassOutputs(
+        loss=F.cross_entropy(logits, labels, reduction="none").cpu().numpy(),
+        predicted=logits.argmax(1).cpu().numpy(),
+        prob_given=probs.gather(1, labels[:, None])[:, 0].cpu().numpy(),
+        proxies=proxies,
+    )
+
+
+def train_one_epoch(model, pairs: MixupPairs, optimizer, scaler, *, cfg: RunConfig, device: Device,
+                    workers: int, seed: int, progress: bool, desc: str) -> float:
+    """One pass of weighted mixup SGD over ``pairs``; returns the mean weighted loss."""
+    model.train()
+    random.seed(seed)  # timm's crop/flip draw from Python's random; workers reseed it from the loader
+    loader = _loader(pairs, cfg.train.batch_size, shuffle=True, workers=workers, device=device, seed=seed)
+    total, count = 0.0, 0
+    for x_m, y_m, x_p, y_p, lam, weight in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        y_m, y_p = y_m.to(device.device), y_p.to(device.device)
+        lam, weight = lam.to(device.device), weight.to(device.device)
+        x = lam[:, None, None, None] * x_m + (1 - lam[:, None, None, None]) * x_p
+        with device.autocast():
+            logits = model(device.images(x)).float()
+        per_sample = lam * F.cross_entropy(logits, y_m, reduction="none") + (1 - lam) * F.cross_entropy(
+            logits, y_p, reduction="none"
+        )
+        loss = (weight * per_sample).mean()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += loss.item() * len(y_m)
+        count += len(y_m)
+    return total / max(count, 1)
+
+
+def _full_data_pairs(base: ImageDataset) -> MixupPairs:
+    rows = np.arange(len(base))
+    return MixupPairs(base, rows, rows, np.ones(len(rows)), np.ones(len(rows)))
+
+
+def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: ImageDataset | None, *,
+          cfg: RunConfig, device: Device, workers: int, progress: bool = True) -> Iterator[EpochResult]:
+    """Run Algorithm 1 for ``cfg.train.epochs`` epochs, yielding after each one.
+
+    ``train_set`` and ``eval_set`` hold the same training samples with the train and eval transforms.
+    Randomness (loader order, augmentation, partners, mixup) derives from ``cfg.train.seed`` and the
+    epoch number, so a CPU run is repeatable.
+    """
+    c, t = cfg.crust, cfg.train
+    model.to(device.device)
+    if device.device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    optimizer = create_optimizer_v2(model, "momentum", lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum)
+    scheduler = MultiStepLRScheduler(
+        optimizer, decay_t=sorted({max(1, int(round(f * t.epochs))) for f in t.lr_decay_at}), decay_rate=0.1
+    )
+    scaler = torch.amp.GradScaler(device.device.type, enabled=device.amp_dtype == torch.float16)
+    selecting = c.selector != "none"
+    outputs = None
+    if selecting and c.warmup_epochs == 0:
+        outputs = eval_pass(model, eval_set, cfg=cfg, device=device, workers=workers, progress=progress,
+                            want_proxies=True, desc="initial pass")
+
+    for epoch in range(t.epochs):
+        start = time.perf_counter()
+        rng = np.random.default_rng([t.seed, epoch])
+        selection = None
+        if selecting and epoch >= c.warmup_epochs:
+            groups = outputs.predicted if c.class_split == "predicted" else train_set.labels
+            selection = select_coreset(
+                outputs.proxies, groups, fraction=c.coreset_fraction, selector=c.selector, rng=rng,
+                greedy=c.greedy, chunk_size=c.chunk_size, epsilon=c.stochastic_epsilon, max_weight=c.max_weight,
+            )
+            lambdas = rng.beta(c.mixup_alpha, c.mixup_alpha, len(selection.medoids)) if c.mixup_alpha > 0 else 1.0
+            lambdas = np.broadcast_to(lambdas, selection.medoids.shape)
+            pairs = MixupPairs(train_set, selection.medoids, selection.partners, lambdas, selection.weights)
+        else:
+            pairs = _full_data_pairs(train_set)
+        selected_at = time.perf_counter()
+
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss = train_one_epoch(model, pairs, optimizer, scaler, cfg=cfg, device=device, workers=workers,
+                                     seed=t.seed * 100_003 + epoch, progress=progress, desc=f"epoch {epoch} train")
+        if not np.isfinite(train_loss):
+            raise CrustCleanError(f"training diverged in epoch {epoch} (loss is not finite): lower --lr")
+        scheduler.step(epoch + 1)
+        trained_at = time.perf_counter()
+
+        outputs = eval_pass(model, eval_set, cfg=cfg, device=device, workers=workers, progress=progress,
+                            want_proxies=selecting, desc=f"epoch {epoch} eval")
+        val_accuracy = val_loss = None
+        if val_set is not None and len(val_set):
+            val = eval_pass(model, val_set, cfg=cfg, device=device, workers=workers, progress=False,
+                            want_proxies=False, desc="val")
+            val_accuracy = float((val.predicted == val_set.labels).mean())
+            val_loss = float(val.loss.mean())
+        end = time.perf_counter()
+        yield EpochResult(
+            epoch=epoch, outputs=outputs, selection=selection, train_loss=train_loss,
+            val_accuracy=val_accuracy, val_loss=val_loss, lr=lr,
+            selection_seconds=selected_at - start, eval_seconds=end - trained_at,
+            train_seconds=trained_at - selected_at, epoch_seconds=end - start,
+        )

@@ -1,0 +1,67 @@
+"""The CLI as a user runs it: real subprocesses for error paths (no traceback), CliRunner for a fit."""
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from crust_clean.cli import cli
+
+from .conftest import QUICK
+
+
+def crust_clean(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "crust_clean.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda root: None, "dataset path does not exist"),
+    (lambda root: root.mkdir(), "no class folders"),
+    (lambda root: Image.new("RGB", (8, 8)).save((root / "cats").mkdir(parents=True) or root / "cats" / "a.png"),
+     "only one class"),
+])
+def test_bad_sources_exit_2_with_one_line_and_no_traceback(tmp_path, make, message):
+    root = tmp_path / "images"
+    make(root)
+    result = crust_clean("fit", root, "--out", tmp_path / "run")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_option_value_is_a_usage_error(noisy_colours, tmp_path):
+    result = crust_clean("fit", noisy_colours, "--out", tmp_path / "run", "--coreset-fraction", "1.5")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "Error: crust.coreset_fraction must be in (0, 1]"
+    result = crust_clean("fit", noisy_colours, "--selector", "random")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from crust_clean.cli import cli; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_fit_prints_a_summary_and_honours_config_and_flags(noisy_colours, tmp_path):
+    config = tmp_path / "quick.yaml"
+    config.write_text("train:\n  epochs: 3\n  lr: 0.02\n  hflip: 0.0\ncrust:\n  warmup_epochs: 1\n")
+    out = tmp_path / "run"
+    args = ["fit", str(noisy_colours), "--out", str(out), "--config", str(config), "--quiet", "--epochs", "4",
+            "--img-size", str(QUICK["img_size"]), "--batch-size", "32", "--selector", "facility-location",
+            "--lr-decay-at", "0.5"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert f"run folder:      {out}" in result.output
+    assert "top 10 suspects" in result.output and "never selected:" in result.output
+    import yaml
+
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["train"]["epochs"] == 4 and saved["train"]["lr"] == 0.02  # flag beats file, file beats default
+    assert saved["crust"]["selector"] == "facility-location" and saved["crust"]["warmup_epochs"] == 1
+    assert saved["train"]["lr_decay_at"] == [0.5]
+    rerun = CliRunner().invoke(cli, args)
+    assert rerun.exit_code == 2 and "already exists" in rerun.output

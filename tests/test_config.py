@@ -1,0 +1,35 @@
+from pathlib import Path
+
+import pytest
+
+from crust_clean.config import RunConfig, apply_options, dump_yaml, from_dict, load_yaml
+from crust_clean.errors import BadInputError
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+def test_yaml_round_trip():
+    config = apply_options(RunConfig(), {"selector": "facility-location", "model": "resnet18", "train.lr": 0.05})
+    assert from_dict(__import__("yaml").safe_load(dump_yaml(config))) == config
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"crust": {"bogus": 1}}, "crust.bogus"),
+    ({"bogus": 1}, "bogus"),
+    ({"nope.selector": 1}, "nope.selector"),
+])
+def test_unknown_keys_are_named(options, message):
+    with pytest.raises(BadInputError, match=message):
+        apply_options(RunConfig(), options)
+
+
+@pytest.mark.parametrize("options", [{"selector": "greedy"}, {"coreset_fraction": 0}, {"epochs": 0},
+                                     {"val_fraction": 1.0}, {"max_weight": 0.5}])
+def test_invalid_values_are_rejected(options):
+    with pytest.raises(BadInputError):
+        apply_options(RunConfig(), options).validate()
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load_and_validate(path):
+    from_dict(load_yaml(path)).validate()

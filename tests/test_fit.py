@@ -1,0 +1,123 @@
+"""End-to-end: real training for a few epochs on small real image folders."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import crust_clean
+from crust_clean.run import RUN_OUTPUTS
+
+from .conftest import QUICK
+
+
+@pytest.fixture(scope="module")
+def run(noisy_colours, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    return crust_clean.fit(noisy_colours, out=out, true_labels=str(noisy_colours.parent / "truth.csv"), **QUICK)
+
+
+def truth_of(images):
+    truth = pd.read_csv(images.parent / "truth.csv").set_index("sample_id")["true_label"]
+    return truth
+
+
+def test_every_output_is_written_with_the_right_shape(run, noisy_colours):
+    for name in RUN_OUTPUTS:
+        assert (run.path / name).is_file(), name
+    samples = run.samples
+    n_train = int((samples["split"] == "train").sum())
+    assert n_train + int((samples["split"] == "val").sum()) == 160
+    assert (samples["split"] == "val").sum() == 16  # 10 % of each class
+
+    ledger = run.ledger()
+    assert list(ledger.columns) == ["epoch", "sample_id", "selected", "weight", "medoid", "loss",
+                                    "predicted_label", "prob_given"]
+    assert len(ledger) == n_train * QUICK["epochs"]
+    warmup = ledger["epoch"] < QUICK["warmup_epochs"]
+    assert ledger.loc[warmup, ["selected", "weight", "medoid"]].isna().all().all()
+    selecting = ledger[~warmup]
+    assert selecting[["selected", "weight", "medoid"]].notna().all().all()
+    per_epoch = selecting.groupby("epoch")["selected"].sum()
+    assert (per_epoch == 72).all()  # round(0.5 * n_c) of each class's 36 training samples, 4 classes
+    assert (selecting.loc[~selecting["selected"], "weight"] == 0).all()
+    assert selecting.loc[selecting["selected"], "weight"].groupby(selecting["epoch"]).mean().round(6).eq(1).all()
+    assert set(selecting["medoid"]) <= set(selecting.loc[selecting["selected"], "sample_id"])
+
+    scores = run.scores
+    assert len(scores) == n_train and scores["sample_id"].is_unique
+    assert set(scores["sample_id"]) == set(ledger["sample_id"])
+    assert scores["score"].is_monotonic_decreasing
+    for column in ["sample_id", "path", "given_label", "predicted_label", "score", "selection_rate", "never_selected"]:
+        assert column in scores.columns
+    mean_doubt = 1 - ledger.groupby("sample_id")["prob_given"].mean()
+    np.testing.assert_allclose(scores.set_index("sample_id")["score"], mean_doubt.loc[scores["sample_id"]], rtol=1e-5)
+
+    metrics = run.metrics
+    assert len(metrics["epochs"]) == QUICK["epochs"]
+    last = metrics["epochs"][-1]
+    for key in ["train_loss", "val_accuracy", "coreset_size", "selection_seconds", "epoch_seconds",
+                "coreset_label_accuracy", "selection_rate_clean", "selection_rate_noisy", "detection"]:
+        assert last[key] is not None, key
+    # the truth metrics in metrics.json agree with the ranking written to scores.csv
+    noisy = scores["given_label"].to_numpy() != truth_of(noisy_colours).loc[scores["sample_id"]].to_numpy()
+    from crust_clean.evaluation import detection_metrics
+    assert detection_metrics(scores["score"].to_numpy(), noisy)["auroc"] == pytest.approx(last["detection"]["auroc"], abs=1e-6)
+
+
+def test_model_loads_with_plain_timm_and_predicts_like_the_run(run):
+    info = json.loads((run.path / "model.json").read_text())
+    assert info["class_names"] == ["blue", "green", "red", "yellow"]
+    model = timm.create_model(info["architecture"], num_classes=info["num_classes"])
+    model.load_state_dict(load_file(run.path / "model.safetensors"))
+    reloaded = run.load_model()
+    images = torch.randn(3, 3, info["img_size"], info["img_size"])
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(images), reloaded(images))
+
+
+def test_noisy_samples_score_higher_and_the_coreset_is_cleaner_than_the_data(run, noisy_colours):
+    scores = run.scores
+    noisy = scores["given_label"].to_numpy() != truth_of(noisy_colours).loc[scores["sample_id"]].to_numpy()
+    assert 0.15 < noisy.mean() < 0.35
+    assert scores.loc[noisy, "score"].mean() > scores.loc[~noisy, "score"].mean() + 0.3
+    assert run.metrics["summary"]["detection"]["auroc"] > 0.9
+    epochs = [e for e in run.metrics["epochs"] if "coreset_label_accuracy" in e]
+    assert np.mean([e["coreset_label_accuracy"] for e in epochs]) > 1 - noisy.mean()
+
+
+def test_config_yaml_reruns_the_same_run_deterministically(run, noisy_colours, tmp_path):
+    config = yaml.safe_load((run.path / "config.yaml").read_text())
+    assert config["crust"]["selector"] == "centrality" and config["train"]["epochs"] == QUICK["epochs"]
+    again = crust_clean.fit(noisy_colours, out=tmp_path / "again", config=run.path / "config.yaml", progress=False)
+    pd.testing.assert_frame_equal(again.ledger(), run.ledger())
+    pd.testing.assert_frame_equal(again.scores, run.scores)
+    first, second = load_file(run.path / "model.safetensors"), load_file(again.path / "model.safetensors")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+@pytest.mark.parametrize("selector,class_split,proxy", [
+    ("facility-location", "given", "last-layer"),
+    ("facility-location", "predicted", "logits"),
+    ("centrality", "predicted", "last-layer"),
+    ("none", "given", "last-layer"),
+])
+def test_no_selector_or_class_split_collapses_training(noisy_colours, tmp_path, selector, class_split, proxy):
+    run = crust_clean.fit(noisy_colours, out=tmp_path / "run", selector=selector, class_split=class_split,
+                          proxy=proxy, true_labels=str(noisy_colours.parent / "truth.csv"), **QUICK)
+    summary = run.metrics["summary"]
+    # val labels are noisy too (about 75 % right), chance is 25 %
+    assert summary["val_accuracy"] >= 0.6, summary
+    weights = run.ledger()["weight"].dropna()
+    if selector != "none":
+        assert weights[weights > 0].max() <= 5.0 + 1e-6
+
+
+def test_existing_run_folder_is_not_overwritten(run, noisy_colours):
+    with pytest.raises(crust_clean.BadInputError, match="already exists"):
+        crust_clean.fit(noisy_colours, out=run.path, **QUICK)

@@ -1,0 +1,46 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from crust_clean.evaluation import detection_metrics
+from crust_clean.scores import is_suspect, score_samples
+
+
+def ledger(rows):
+    frame = pd.DataFrame(rows, columns=["epoch", "sample_id", "selected", "prob_given", "predicted_label"])
+    frame["selected"] = frame["selected"].astype("boolean")
+    frame["loss"] = -np.log(frame["prob_given"].clip(lower=1e-12))
+    return frame
+
+
+def test_score_is_mean_doubt_and_selection_stats_use_selection_epochs_only():
+    frame = ledger([
+        (0, "a", None, 0.5, 0), (0, "b", None, 0.2, 1),  # warm-up: no selection
+        (1, "a", True, 0.9, 0), (1, "b", False, 0.1, 1),
+        (2, "a", False, 1.0, 0), (2, "b", False, 0.0, 1),
+    ])
+    scores = score_samples(frame)
+    assert scores.loc["a", "score"] == pytest.approx(1 - (0.5 + 0.9 + 1.0) / 3)
+    assert scores.loc["b", "score"] == pytest.approx(1 - 0.3 / 3)
+    assert scores.loc["a", "selection_rate"] == pytest.approx(0.5)
+    assert scores.loc["b", "selection_rate"] == 0.0
+    assert scores["never_selected"].tolist() == [False, True]
+    assert scores.loc["b", "predicted_label"] == 1 and scores.loc["b", "prob_given"] == 0.0
+    assert scores.loc["a", "mean_loss"] == pytest.approx(-np.log([0.5, 0.9, 1.0]).mean())
+    assert is_suspect(scores["score"]).tolist() == [False, True]
+
+
+def test_a_run_without_selection_has_no_never_selected():
+    scores = score_samples(ledger([(0, "a", None, 0.5, 0), (1, "a", None, 0.7, 0)]))
+    assert np.isnan(scores.loc["a", "selection_rate"])
+    assert not scores.loc["a", "never_selected"]
+
+
+def test_detection_metrics_against_hand_counts():
+    score = np.array([0.9, 0.8, 0.6, 0.4, 0.1])
+    noisy = np.array([True, False, True, False, False])
+    m = detection_metrics(score, noisy)
+    assert m["flagged"] == 3 and m["noisy"] == 2
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == 1.0
+    assert m["auroc"] == pytest.approx(5 / 6)  # 5 of the 6 noisy/clean pairs are ordered right
+    assert detection_metrics(score, np.zeros(5, bool))["auroc"] is None

@@ -1,0 +1,159 @@
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from crust_clean.selection import (
+    assign_to_medoids,
+    centrality,
+    distance_bound,
+    distances,
+    facility_location,
+    mixup_partners,
+    normalize_weights,
+    select_coreset,
+)
+
+
+def points(n, d=3, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).normal(size=(n, d)))  # float64
+
+
+def brute_distances(x):
+    x = x.numpy()
+    return np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+
+
+def objective(x, medoids, d0):
+    """F(S) = sum_i max_{j in S} (d0 - d_ij), computed naively."""
+    d = brute_distances(x)
+    return float((d0 - d[:, list(medoids)]).max(1).sum())
+
+
+def assert_is_a_greedy_sequence(x, medoids):
+    """Replay the textbook greedy on the full matrix: every pick must have the largest marginal gain
+    (up to float noise, so exact ties such as two mutually nearest points may go either way)."""
+    sim = distance_bound(x) - brute_distances(x)
+    best = np.zeros(len(x))
+    for step, j in enumerate(medoids):
+        gains = np.maximum(sim - best[None, :], 0).sum(1)
+        gains[list(medoids[:step])] = -np.inf
+        assert gains[j] >= gains.max() - 1e-9, f"step {step}: picked {j}, best is {int(np.argmax(gains))}"
+        best = np.maximum(best, sim[j])
+
+
+@pytest.mark.parametrize("n,k,seed", [(30, 5, 0), (50, 25, 1), (64, 1, 2), (40, 40, 3)])
+def test_naive_and_lazy_greedy_follow_the_reference_greedy(n, k, seed):
+    x = points(n, seed=seed)
+    naive = facility_location(x, k, greedy="naive").medoids.tolist()
+    lazy = facility_location(x, k, greedy="lazy").medoids.tolist()
+    assert_is_a_greedy_sequence(x, naive)
+    assert_is_a_greedy_sequence(x, lazy)
+    d0 = distance_bound(x)
+    assert objective(x, lazy, d0) == pytest.approx(objective(x, naive, d0), abs=1e-9)
+
+
+def test_lazy_equals_naive_without_ties():
+    x = points(200, d=8, seed=11)  # continuous coordinates in 8-d: no two marginal gains tie
+    assert facility_location(x, 60, greedy="lazy").medoids.tolist() == \
+        facility_location(x, 60, greedy="naive").medoids.tolist()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_greedy_reaches_1_minus_1_over_e_of_the_optimum(seed):
+    x = points(9, d=2, seed=seed)
+    d0 = distance_bound(x)
+    for k in (2, 3, 4):
+        optimum = max(objective(x, s, d0) for s in itertools.combinations(range(9), k))
+        greedy = objective(x, facility_location(x, k).medoids, d0)
+        stochastic = objective(
+            x, facility_location(x, k, greedy="stochastic", generator=torch.Generator().manual_seed(seed)).medoids, d0
+        )
+        assert greedy >= (1 - 1 / math.e) * optimum
+        assert stochastic >= (1 - 1 / math.e - 0.01) * optimum
+        assert greedy <= optimum + 1e-9
+
+
+@pytest.mark.parametrize("greedy", ["naive", "lazy", "stochastic"])
+def test_chunked_equals_unchunked(greedy):
+    x = points(80, d=4, seed=7)
+    small = facility_location(x, 20, greedy=greedy, chunk_size=1, generator=torch.Generator().manual_seed(0))
+    large = facility_location(x, 20, greedy=greedy, chunk_size=10**9, generator=torch.Generator().manual_seed(0))
+    assert small.medoids.tolist() == large.medoids.tolist()
+    assert small.assignment.tolist() == large.assignment.tolist()
+    assert centrality(x, 20, chunk_size=1).medoids.tolist() == centrality(x, 20, chunk_size=10**9).medoids.tolist()
+
+
+@pytest.mark.parametrize("select", [
+    lambda x, k: facility_location(x, k),
+    lambda x, k: facility_location(x, k, greedy="stochastic", generator=torch.Generator().manual_seed(1)),
+    lambda x, k: centrality(x, k),
+])
+def test_every_row_joins_its_nearest_medoid_and_sizes_sum_to_n(select):
+    x = points(60, seed=3)
+    coreset = select(x, 12)
+    d = brute_distances(x)[:, coreset.medoids]
+    assert coreset.assignment.tolist() == d.argmin(1).tolist()
+    assert coreset.cluster_sizes.sum() == 60
+    assert coreset.cluster_sizes.tolist() == np.bincount(coreset.assignment, minlength=12).tolist()
+    assert len(set(coreset.medoids.tolist())) == 12
+    assert (coreset.assignment[coreset.medoids] == np.arange(12)).all()  # a medoid is its own nearest
+
+
+def test_centrality_picks_the_points_with_least_total_distance():
+    x = points(40, seed=4)
+    expected = np.argsort(brute_distances(x).sum(1), kind="stable")[:7]
+    assert centrality(x, 7).medoids.tolist() == expected.tolist()
+
+
+def test_distances_match_brute_force():
+    x, y = points(10, seed=5), points(7, seed=6)
+    expected = np.sqrt(((x.numpy()[:, None] - y.numpy()[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(distances(x, y).numpy(), expected, atol=1e-9)
+    assert assign_to_medoids(x, torch.tensor([3, 1])).tolist() == \
+        brute_distances(x)[:, [3, 1]].argmin(1).tolist()
+
+
+def test_normalize_weights_mean_one_capped_and_proportional():
+    sizes = np.array([1, 2, 3, 4, 90])
+    w = normalize_weights(sizes, max_weight=2.0)
+    assert w.mean() == pytest.approx(1.0)
+    assert w.max() == pytest.approx(2.0)
+    # below the cap the weights stay proportional to the cluster sizes
+    np.testing.assert_allclose(w[:4] / w[0], sizes[:4] / sizes[0])
+    uncapped = normalize_weights(sizes, max_weight=1000.0)
+    np.testing.assert_allclose(uncapped, sizes * 5 / sizes.sum())
+    # a second round of capping: after the first cut, the next-largest exceeds the cap too
+    w2 = normalize_weights(np.array([1, 1, 1, 1, 30, 40]), max_weight=2.0)
+    assert w2.mean() == pytest.approx(1.0) and w2.max() <= 2.0 + 1e-12
+    assert w2[4] == pytest.approx(2.0) and w2[0] == pytest.approx(w2[1])
+
+
+def test_mixup_partners_stay_in_their_cluster():
+    assignment = np.array([0, 1, 0, 2, 1, 0, 2, 2, 1, 0])
+    medoids = np.array([0, 1, 3, 9])  # cluster 3 is empty: medoid 9 is its own partner
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        partners = mixup_partners(assignment, medoids, rng)
+        for position, partner in enumerate(partners[:3]):
+            assert assignment[partner] == position
+            seen.add((position, int(partner)))
+        assert partners[3] == 9
+    # every member is drawn eventually (uniform within the cluster)
+    assert seen == {(int(a), i) for i, a in enumerate(assignment)}
+
+
+@pytest.mark.parametrize("selector", ["facility-location", "centrality"])
+def test_select_coreset_per_class(selector):
+    x = points(90, d=5, seed=8).float()
+    groups = np.repeat([0, 1, 2], [50, 30, 10])
+    selection = select_coreset(x, groups, fraction=0.3, selector=selector, rng=np.random.default_rng(0))
+    assert np.bincount(groups[selection.medoids]).tolist() == [15, 9, 3]
+    assert (groups[selection.partners] == groups[selection.medoids]).all()
+    assert (groups[selection.medoid_of] == groups).all()  # clusters never cross classes
+    assert (selection.medoid_of[selection.partners] == selection.medoids).all()  # partner in medoid's cluster
+    assert selection.weights.mean() == pytest.approx(1.0)
+    assert selection.weights.max() <= 5.0 + 1e-9

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from crust_clean.errors import BadInputError
+from crust_clean.sources import scan_image_folder, stratified_split
+
+
+def image(path, colour=(10, 20, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), colour).save(path)
+
+
+def test_scan_is_sorted_recursive_and_skips_what_it_cannot_read(tmp_path):
+    image(tmp_path / "b" / "z.png")
+    image(tmp_path / "b" / "sub" / "a.jpg")
+    image(tmp_path / "a" / "x.bmp")
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    (tmp_path / "a" / ".hidden.png").write_bytes(b"")
+    (tmp_path / "a" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    (tmp_path / "empty_class").mkdir()
+    samples = scan_image_folder(tmp_path)
+    assert samples.class_names == ["a", "b"]
+    assert samples.sample_ids == ["a/x.bmp", "b/sub/a.jpg", "b/z.png"]
+    assert samples.labels.tolist() == [0, 1, 1]
+    assert [path for path, _ in samples.skipped] == ["a/broken.jpg"]
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda root: None, "does not exist"),
+    (lambda root: root.mkdir(), "no class folders"),
+    (lambda root: (root / "only").mkdir(parents=True), "no readable images"),
+    (lambda root: image(root / "only" / "x.png"), "only one class"),
+])
+def test_meaningless_inputs_raise_one_clear_error(tmp_path, make, message):
+    root = tmp_path / "data"
+    make(root)
+    with pytest.raises(BadInputError, match=message):
+        scan_image_folder(root)
+
+
+def test_stratified_split_takes_the_share_from_every_class():
+    labels = np.repeat([0, 1, 2], [50, 20, 1])
+    train, val = stratified_split(labels, 0.1, seed=0)
+    assert np.bincount(labels[val], minlength=3).tolist() == [5, 2, 0]
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(71))
+    assert stratified_split(labels, 0.1, seed=0)[1].tolist() == val.tolist()
+    assert len(stratified_split(labels, 0.0, seed=0)[1]) == 0
