@@ -36,8 +36,14 @@ class Coreset:
 
 def distances(x: Tensor, y: Tensor) -> Tensor:
     """Euclidean distances between the rows of x (m, d) and y (n, d): (m, n)."""
-    sq = (x * x).sum(1, keepdim=True) + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
+    sq = torch.addmm((x * x).sum(1, keepdim=True), x, y.T, alpha=-2.0)  # |x|^2 - 2 x.y, one pass
+    sq.add_((y * y).sum(1)[None, :])
     return sq.clamp_min_(0).sqrt_()
+
+
+def similarities(x: Tensor, y: Tensor, d0: float) -> Tensor:
+    """d0 - distances(x, y), computed in place."""
+    return distances(x, y).neg_().add_(d0)
 
 
 def distance_bound(x: Tensor) -> float:
@@ -55,7 +61,7 @@ def _gains(x: Tensor, candidates: Tensor, best: Tensor, d0: float, chunk_size: i
     """Marginal gains of adding each candidate to a set whose per-row best similarity is ``best``."""
     out = torch.empty(len(candidates), dtype=x.dtype, device=x.device)
     for a, b in _row_blocks(len(candidates), len(x), chunk_size):
-        sim = d0 - distances(x[candidates[a:b]], x)
+        sim = similarities(x[candidates[a:b]], x, d0)
         out[a:b] = (sim - best).clamp_min_(0).sum(1)
     return out
 
@@ -65,7 +71,7 @@ def facility_location(
     k: int,
     *,
     greedy: str = "lazy",
-    chunk_size: int = 4_000_000,
+    chunk_size: int = 16_000_000,
     epsilon: float = 0.01,
     generator: torch.Generator | None = None,
 ) -> Coreset:
@@ -101,8 +107,9 @@ def facility_location(
     chosen: list[int] = []
     available = torch.ones(n, dtype=torch.bool, device=x.device)
 
-    def add(j: int) -> None:
-        sim = d0 - distances(x[j : j + 1], x)[0]
+    def add(j: int, sim: Tensor | None = None) -> None:
+        if sim is None:
+            sim = similarities(x[j : j + 1], x, d0)[0]
         closer = sim > best  # strict: a tie keeps the earlier medoid
         assignment[closer] = len(chosen)
         best.copy_(torch.maximum(best, sim))
@@ -119,18 +126,21 @@ def facility_location(
         gains = _gains(x, torch.arange(n, device=x.device), best, d0, chunk_size).tolist()
         heap = [(-g, j) for j, g in enumerate(gains)]
         heapq.heapify(heap)
-        batch = max(1, min(8, chunk_size // n))
+        rows_per_block = max(1, chunk_size // n)
+        cache: dict[int, Tensor] = {}  # similarity rows of the candidates most likely to be evaluated next
         while len(chosen) < k:
-            popped = [heapq.heappop(heap) for _ in range(min(batch, len(heap)))]
-            idx = torch.tensor([j for _, j in popped], device=x.device)
-            fresh = [(-g, j) for g, j in zip(_gains(x, idx, best, d0, chunk_size).tolist(), idx.tolist())]
-            top = min(fresh)
-            # Fresh gains are exact and stale ones upper bounds: ``top`` wins if it beats every stale bound.
-            if not heap or top <= heap[0]:
-                add(top[1])
-                fresh.remove(top)
-            for item in fresh:
-                heapq.heappush(heap, item)
+            _, j = heapq.heappop(heap)
+            if j not in cache:  # fetch j and the next candidates in line in one matrix product
+                block = [j] + [i for _, i in heapq.nsmallest(rows_per_block - 1, heap)]
+                cache = dict(zip(block, similarities(x[torch.tensor(block, device=x.device)], x, d0)))
+            sim = cache.pop(j)
+            fresh = (-float((sim - best).clamp_min_(0).sum()), j)
+            # the fresh gain is exact and the heap's gains are upper bounds: j wins if it beats them all
+            if not heap or fresh <= heap[0]:
+                add(j, sim)
+            else:
+                heapq.heappush(heap, fresh)
+                cache[j] = sim
     elif greedy == "stochastic":
         sample_size = min(n, max(1, math.ceil(n / k * math.log(1 / epsilon))))
         for _ in range(k):
@@ -147,7 +157,7 @@ def facility_location(
     return Coreset(medoids, np.bincount(assignment_np, minlength=k).astype(np.int64), assignment_np)
 
 
-def centrality(x: Tensor, k: int, *, chunk_size: int = 4_000_000) -> Coreset:
+def centrality(x: Tensor, k: int, *, chunk_size: int = 16_000_000) -> Coreset:
     """The reference code's selection: the ``k`` most central rows, then nearest-medoid clusters.
 
     Centrality of row j is F({j}) = sum_i (d0 - d_ij), i.e. the smallest total distance to the others;
@@ -167,7 +177,7 @@ def centrality(x: Tensor, k: int, *, chunk_size: int = 4_000_000) -> Coreset:
     return Coreset(medoids.cpu().numpy(), np.bincount(assignment, minlength=k).astype(np.int64), assignment)
 
 
-def assign_to_medoids(x: Tensor, medoids: Tensor, *, chunk_size: int = 4_000_000) -> np.ndarray:
+def assign_to_medoids(x: Tensor, medoids: Tensor, *, chunk_size: int = 16_000_000) -> np.ndarray:
     """(n,) position in ``medoids`` of each row's nearest medoid; ties go to the earlier medoid."""
     medoid_rows = x[medoids]
     out = torch.empty(len(x), dtype=torch.long, device=x.device)
@@ -245,7 +255,7 @@ def select_coreset(
     selector: str,
     rng: np.random.Generator,
     greedy: str = "lazy",
-    chunk_size: int = 4_000_000,
+    chunk_size: int = 16_000_000,
     epsilon: float = 0.01,
     max_weight: float = 5.0,
 ) -> Selection:
