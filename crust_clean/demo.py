@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .config import CLASS_SPLITS, PROXIES, SELECTORS
 from .evaluation import detection_metrics
 
 
@@ -74,12 +75,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default=None, help="YAML config for the fit (make demo: configs/cpu-quick.yaml)")
     parser.add_argument("--noise", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--selector", choices=SELECTORS, help="override the config's selector")
+    parser.add_argument("--class-split", choices=CLASS_SPLITS, help="override the config's class split")
+    parser.add_argument("--proxy", choices=PROXIES, help="override the config's proxy")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
     paths = build_digits(out / "data", noise=args.noise, seed=args.seed)
     run = crust_clean.fit(paths["images"], out=out / "run", config=args.config, overwrite=True,
-                          true_labels=str(paths["truth"]), seed=args.seed)
+                          true_labels=str(paths["truth"]), seed=args.seed, selector=args.selector,
+                          class_split=args.class_split, proxy=args.proxy)
     scores = run.scores
     truth = {}
     with open(paths["truth"]) as f:
@@ -96,7 +101,12 @@ def main(argv: list[str] | None = None) -> None:
           f"precision {detection['precision']:.3f}  recall {detection['recall']:.3f}  F1 {detection['f1']:.3f}")
     print(f"robust model accuracy on {len(list(paths['test'].rglob('*.png')))} clean held-out images: "
           f"{run.evaluate(paths['test']):.3f}")
-    print(f"never-selected samples: {summary['never_selected']}  wall time {summary['wall_seconds']:.0f} s")
+    never = scores["never_selected"].to_numpy(dtype=bool)
+    if scores["selection_rate"].notna().any():
+        rate_auroc = detection_metrics(1 - scores["selection_rate"].to_numpy(), is_noisy)["auroc"]
+        print(f"never-selected samples: {never.sum()} ({is_noisy[never].mean() if never.any() else 0:.0%} of them "
+              f"mislabeled); AUROC of 1 - selection rate: {rate_auroc:.3f}")
+    print(f"wall time {summary['wall_seconds']:.0f} s")
 
 
 if __name__ == "__main__":

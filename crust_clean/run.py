@@ -128,7 +128,7 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
         ledger.append(result.epoch, loss=o.loss, predicted=o.predicted, prob_given=o.prob_given,
                       selection=result.selection)
         sum_doubt += 1.0 - o.prob_given
-        row = _epoch_metrics(result, labels[train_idx], sum_doubt / (result.epoch + 1), truth, train_idx, is_noisy)
+        row = _epoch_metrics(result, labels[train_idx], sum_doubt / (result.epoch + 1), is_noisy)
         epochs.append(row)
         if result.val_accuracy is not None and result.val_accuracy > best_accuracy:
             best_accuracy, best_epoch = result.val_accuracy, result.epoch
@@ -194,12 +194,13 @@ def _write_samples(out: Path, samples: Samples, train_idx: np.ndarray, val_idx: 
     with atomic_path(out / "samples.csv") as tmp:
         table.to_csv(tmp, index=False)
     skipped = out / "skipped.csv"
+    skipped.unlink(missing_ok=True)  # an overwritten run's list would be stale
     if samples.skipped:
         with atomic_path(skipped) as tmp:
             pd.DataFrame(samples.skipped, columns=["path", "reason"]).to_csv(tmp, index=False)
 
 
-def _epoch_metrics(result, given: np.ndarray, score: np.ndarray, truth, train_idx, is_noisy) -> dict:
+def _epoch_metrics(result, given: np.ndarray, score: np.ndarray, is_noisy: np.ndarray | None) -> dict:
     from .evaluation import detection_metrics
 
     selection = result.selection

@@ -121,3 +121,18 @@ def test_no_selector_or_class_split_collapses_training(noisy_colours, tmp_path, 
 def test_existing_run_folder_is_not_overwritten(run, noisy_colours):
     with pytest.raises(crust_clean.BadInputError, match="already exists"):
         crust_clean.fit(noisy_colours, out=run.path, **QUICK)
+
+
+def test_without_validation_the_last_epoch_is_kept_and_unreadable_files_are_listed(tmp_path):
+    from .conftest import write_colour_dataset
+
+    images = write_colour_dataset(tmp_path / "data", per_class=10)
+    (images / "red" / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    run = crust_clean.fit(images, out=tmp_path / "run", **{**QUICK, "epochs": 2, "warmup_epochs": 1},
+                          val_fraction=0.0)
+    info = json.loads((run.path / "model.json").read_text())
+    assert info["chosen_by"] == "last_epoch" and info["epoch"] == 1
+    assert run.metrics["summary"]["val_accuracy"] is None and run.metrics["summary"]["n_skipped"] == 1
+    skipped = pd.read_csv(run.path / "skipped.csv")
+    assert skipped["path"].tolist() == ["red/truncated.png"]
+    assert len(run.scores) == 40
