@@ -1,4 +1,4 @@
-"""timm backbones: creation (with local weights only), transforms, and the feature/classifier split.
+"""timm backbones: creation (with local weights only), transforms, and the classifier weight.
 
 Nothing is downloaded: ``pretrained_weights`` is a local file handed to timm through
 ``pretrained_cfg_overlay``; without it the model starts from random initialisation.
@@ -56,8 +56,3 @@ def classifier_weight(model: torch.nn.Module) -> torch.Tensor:
         )
     return head.weight
 
-
-def features_and_logits(model: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pre-logit features z (N, D), logits (N, K)) with logits = classifier(z), as ``model(images)``."""
-    z = model.forward_head(model.forward_features(images), pre_logits=True)
-    return z, model.get_classifier()(z)

@@ -2,8 +2,8 @@
 
 For softmax cross-entropy with a last layer ``logits = z @ W.T + b``, the gradient of the loss of
 one sample with respect to the logits is ``p - y`` (p = softmax(logits), y = onehot(given label))
-and with respect to the last layer's input z it is ``(p - y) @ W``. CRUST clusters these vectors:
-samples whose gradients look alike can stand in for each other.
+and with respect to the last layer's input z it is ``(p - y) @ W`` (z itself is not needed). CRUST
+clusters these vectors: samples whose gradients look alike can stand in for each other.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .config import RunConfig
 from .data import ImageDataset, MixupPairs
 from .errors import CrustCleanError
-from .models import classifier_weight, features_and_logits
+from .models import classifier_weight
 from .proxies import compute_proxies
 from .selection import Selection, select_coreset
 
@@ -96,15 +96,12 @@ def eval_pass(model, dataset: ImageDataset, *, cfg: RunConfig, device: Device, w
               want_proxies: bool, desc: str) -> PassOutputs:
     """Forward every sample once in eval mode; losses, predictions, p(given) and gradient proxies."""
     model.eval()
-    logits_all, labels_all, feats_all = [], [], []
+    logits_all, labels_all = [], []
     loader = _loader(dataset, cfg.train.batch_size * 2, shuffle=False, workers=workers, device=device, seed=0)
     for images, labels, _ in tqdm(loader, desc=desc, leave=False, disable=not progress):
         with device.autocast():
-            feats, logits = features_and_logits(model, device.images(images))
-        logits_all.append(logits.float())
+            logits_all.append(model(device.images(images)).float())
         labels_all.append(labels.to(device.device))
-        if want_proxies and cfg.crust.proxy == "last-layer":
-            feats_all.append(feats.float())
     logits = torch.cat(logits_all)
     labels = torch.cat(labels_all)
     probs = logits.softmax(1)
