@@ -29,7 +29,7 @@ from .selection import Selection
 
 
 class Ledger:
-    """Append-only in memory; ``write`` stores everything so far as one parquet file."""
+    """Append-only in memory, one frame per epoch; ``frame`` joins them for ``write_ledger``."""
 
     def __init__(self, sample_ids: list[str]):
         self.sample_ids = pd.array(sample_ids, dtype="string")
@@ -60,9 +60,11 @@ class Ledger:
     def frame(self) -> pd.DataFrame:
         return pd.concat(self._epochs, ignore_index=True)
 
-    def write(self, path: str | os.PathLike) -> None:
-        with atomic_path(path) as tmp:
-            self.frame().to_parquet(tmp, index=False)
+
+def write_ledger(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Store a ledger frame as one parquet file, atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 def read_ledger(path: str | os.PathLike) -> pd.DataFrame:

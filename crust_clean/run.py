@@ -80,11 +80,10 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     >>> run.scores.head(10)[["sample_id", "given_label", "predicted_label", "score"]]  # doctest: +SKIP
     """
     import torch
-    from safetensors.torch import save_file
 
     from . import models
     from .data import ImageDataset, default_workers
-    from .ledger import Ledger
+    from .ledger import Ledger, write_ledger
     from .trainer import Device, train
 
     cfg = resolve_config(config, **options)
@@ -140,9 +139,7 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     if best_state is None:  # no validation split: keep the last epoch
         best_epoch = cfg.train.epochs - 1
         best_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in best_state.items()}, str(tmp))
-    _write_json(out / "model.json", {
+    _save_model(out, best_state, {
         "architecture": cfg.model.name,
         "num_classes": samples.num_classes,
         "class_names": samples.class_names,
@@ -153,8 +150,9 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
         "epoch": best_epoch,
         "chosen_by": "val_accuracy" if val_set is not None else "last_epoch",
     })
-    ledger.write(out / "ledger.parquet")
-    scores = _scores_table(ledger.frame(), samples, train_idx)
+    ledger_frame = ledger.frame()
+    write_ledger(ledger_frame, out / "ledger.parquet")
+    scores = _scores_table(ledger_frame, samples, train_idx)
     with atomic_path(out / "scores.csv") as tmp:
         scores.to_csv(tmp, index=False)
 
@@ -176,6 +174,14 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
 def _default_run_dir(cfg: RunConfig, samples: Samples) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{stamp}-{cfg.model.name}-{samples.root.resolve().name}"
+
+
+def _save_model(out: Path, state: dict, info: dict) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    _write_json(out / "model.json", info)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -293,7 +299,9 @@ class Run:
         return json.loads((self.path / "model.json").read_text())
 
     def ledger(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "ledger.parquet")
+        from .ledger import read_ledger
+
+        return read_ledger(self.path / "ledger.parquet")
 
     def load_model(self):
         """The saved model as a timm model in eval mode (weights read with safetensors, no pickle)."""
