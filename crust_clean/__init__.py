@@ -10,11 +10,11 @@ Public API (heavy libraries load on first use, so ``import crust_clean`` is fast
 from .errors import BadInputError, CrustCleanError
 
 __version__ = "0.1.0"
-__all__ = ["fit", "Run", "RunConfig", "CrustCleanError", "BadInputError", "__version__"]
+__all__ = ["fit", "describe", "Run", "RunConfig", "CrustCleanError", "BadInputError", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("fit", "Run"):
+    if name in ("fit", "describe", "Run"):
         from . import run
 
         return getattr(run, name)

@@ -71,18 +71,48 @@ def cli():
               help="YAML config (e.g. configs/cpu-quick.yaml or an earlier RUN/config.yaml); flags override it")
 @click.option("--overwrite", is_flag=True, help="write into an existing non-empty run folder")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars or per-epoch lines")
+@click.option("--dry-run", is_flag=True, help="print the resolved config and a dataset summary; do not train")
 @_config_options
 @_user_errors
-def fit(source, out, config_file, overwrite, quiet, **options):
-    """Train with CRUST on SOURCE (an ImageFolder: SOURCE/<class>/**/<image>) and rank suspected mislabels.
+def fit(source, out, config_file, overwrite, quiet, dry_run, **options):
+    """Train with CRUST on SOURCE and rank suspected mislabels.
 
+    SOURCE is an ImageFolder (SOURCE/<class>/**/<image>) or a .csv / .jsonl manifest of path,label rows.
     Writes RUN/config.yaml, ledger.parquet, scores.csv, metrics.json, model.safetensors and model.json.
     """
-    from .run import fit as fit_run
+    from .run import describe, fit as fit_run, resolve_config
 
     options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items() if v not in (None, ())}
+    if dry_run:
+        from .config import dump_yaml
+
+        click.echo(dump_yaml(resolve_config(config_file, **options)), nl=False)
+        _print_description(describe(source))
+        return
     run = fit_run(source, out=out, config=config_file, overwrite=overwrite, progress=not quiet, **options)
     _print_summary(run)
+
+
+@cli.command()
+def configs():
+    """List the shipped configs (use one with: crust-clean fit SOURCE --config NAME)."""
+    from .config import CONFIG_DIR, named_configs
+
+    for name, description in named_configs().items():
+        click.echo(f"{name:22s} {description}")
+    click.echo(f"\n(in {CONFIG_DIR})")
+
+
+def _print_description(info: dict) -> None:
+    click.echo(f"\n# dataset: {info['source']}")
+    click.echo(f"# {info['samples']} samples, {info['classes']} classes, {len(info['skipped'])} skipped")
+    for name, count in info["counts_per_class"].items():
+        click.echo(f"#   {name:20s} {count}")
+    sizes = ", ".join(f"{size} ({n})" for size, n in info["image_sizes"].items())
+    click.echo(f"# image sizes: {sizes}" + (f" and {info['distinct_image_sizes'] - 5} more" if
+                                           info["distinct_image_sizes"] > 5 else ""))
+    for entry in info["skipped"][:10]:
+        click.echo(f"# skipped {entry['sample_id']}: {entry['reason']}")
 
 
 def _print_summary(run) -> None:

@@ -152,9 +152,30 @@ def apply_options(config: RunConfig, options: Mapping[str, Any]) -> RunConfig:
     return config
 
 
+#: The named configs shipped in the repository's ``configs/`` folder.
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def named_configs() -> dict[str, str]:
+    """Shipped config name -> its first comment line (the description)."""
+    out = {}
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        first = path.read_text().splitlines()[0] if path.stat().st_size else ""
+        out[path.stem] = first.lstrip("# ").strip() if first.startswith("#") else ""
+    return out
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """A config file path as given, or a shipped config by name (``cpu-quick`` -> configs/cpu-quick.yaml)."""
+    path = Path(name_or_path)
+    if not path.exists() and path.suffix == "" and (CONFIG_DIR / f"{path.name}.yaml").is_file():
+        return CONFIG_DIR / f"{path.name}.yaml"
+    return path
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file with the safe loader."""
-    path = Path(path)
+    """Read a YAML config file (or a shipped config by name) with the safe loader."""
+    path = config_path(path)
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:

@@ -28,7 +28,7 @@ from .atomic import atomic_path, write_text
 from .config import RunConfig, apply_options, dump_yaml, from_dict, load_yaml
 from .errors import BadInputError, CrustCleanError
 from .scores import SUSPECT_THRESHOLD, is_suspect, score_samples
-from .sources import Samples, read_true_labels, scan_image_folder, stratified_split
+from .sources import Samples, load_source, read_true_labels, stratified_split
 
 RUN_OUTPUTS = ("config.yaml", "samples.csv", "ledger.parquet", "scores.csv", "metrics.json",
                "model.safetensors", "model.json")
@@ -56,8 +56,9 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     Parameters
     ----------
     source : path
-        An ImageFolder tree: ``source/<class>/**/<image>`` (jpg, jpeg, png, bmp, webp, tif).
-        Sample ids are paths relative to ``source``; the source is only read.
+        An ImageFolder tree: ``source/<class>/**/<image>`` (jpg, jpeg, png, bmp, webp, tif), sample
+        ids = paths relative to ``source``; or a ``.csv`` / ``.jsonl`` manifest of ``path,label`` rows,
+        paths relative to the manifest's folder. The source is only read.
     out : path, optional
         Run folder; default ``runs/<timestamp>-<model>-<dataset folder name>``. An existing non-empty
         folder is an error unless ``overwrite=True``.
@@ -87,12 +88,12 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     from .trainer import Device, train
 
     cfg = resolve_config(config, **options)
-    samples = scan_image_folder(source)
+    samples = load_source(source)
     truth = read_true_labels(cfg.data.true_labels, samples) if cfg.data.true_labels else None
     out = Path(out) if out is not None else _default_run_dir(cfg, samples)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise BadInputError(f"run folder {out} already exists and is not empty (use --overwrite)")
-    if out.resolve().is_relative_to(samples.root.resolve()):
+    if samples.root is not None and out.resolve().is_relative_to(samples.root.resolve()):
         raise BadInputError(f"run folder {out} is inside the dataset {samples.root}: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
 
@@ -171,9 +172,23 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     return Run(out)
 
 
+def describe(source: str | os.PathLike) -> dict:
+    """What ``fit`` would train on: classes, counts per class, image sizes seen, skipped files."""
+    from collections import Counter
+
+    samples = load_source(source)
+    sizes = Counter(f"{w}x{h}" for w, h in samples.sizes)
+    return {
+        "source": str(source), "samples": len(samples), "classes": samples.num_classes,
+        "counts_per_class": samples.class_counts(),
+        "image_sizes": dict(sizes.most_common(5)), "distinct_image_sizes": len(sizes),
+        "skipped": [{"sample_id": s, "reason": r} for s, r in samples.skipped],
+    }
+
+
 def _default_run_dir(cfg: RunConfig, samples: Samples) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{cfg.model.name}-{samples.root.resolve().name}"
+    return Path("runs") / f"{stamp}-{cfg.model.name}-{samples.name}"
 
 
 def _save_model(out: Path, state: dict, info: dict) -> None:
@@ -322,7 +337,7 @@ class Run:
         from .data import ImageDataset
 
         info = self.model_info
-        samples = scan_image_folder(source)
+        samples = load_source(source)
         unknown = sorted(set(samples.class_names) - set(info["class_names"]))
         if unknown:
             raise BadInputError(f"classes not in the run: {', '.join(unknown)}")

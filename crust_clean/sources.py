@@ -9,6 +9,7 @@ No training code here.
 from __future__ import annotations
 
 import csv
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,18 +20,21 @@ from PIL import Image, UnidentifiedImageError
 from .errors import BadInputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+MANIFEST_SUFFIXES = (".csv", ".jsonl")
 
 
 @dataclass
 class Samples:
     """The samples of one dataset. Arrays are aligned: row i describes sample i."""
 
-    root: Path
+    name: str  # names default run folders
+    root: Path | None  # a folder the dataset owns (never written into); None for a manifest
     sample_ids: list[str]
     paths: list[Path]
     labels: np.ndarray  # (N,) int64 given labels, possibly noisy
     class_names: list[str]
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (sample id, reason)
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of each sample, from the header
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -66,34 +70,68 @@ def scan_image_folder(root: str | os.PathLike) -> Samples:
     if not class_dirs:
         raise BadInputError(f"no class folders in {root} (expected {root}/<class>/<image>)")
 
-    sample_ids, paths, labels, skipped = [], [], [], []
-    class_names = []
+    rows = []
     for class_dir in class_dirs:
-        files = _image_files(class_dir)
-        readable = []
-        for path in files:
-            rel = path.relative_to(root).as_posix()
-            reason = _unreadable_reason(path)
-            if reason:
-                skipped.append((rel, reason))
-            else:
-                readable.append((rel, path))
-        if not readable:
-            continue  # an empty class folder is not a class
-        label = len(class_names)
-        class_names.append(class_dir.name)
-        for rel, path in readable:
-            sample_ids.append(rel)
-            paths.append(path)
-            labels.append(label)
+        rows += [(path.relative_to(root).as_posix(), path, class_dir.name) for path in _image_files(class_dir)]
+    return _build(root.resolve().name, root, rows, where=str(root))
 
-    if not sample_ids:
-        raise BadInputError(f"no readable images in {root} (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+
+def read_manifest(path: str | os.PathLike) -> Samples:
+    """Read a manifest: CSV with a header, or JSON lines, with ``path`` and ``label`` per row.
+
+    Paths are relative to the manifest's folder (absolute paths are kept); the sample id is the path
+    as written. Labels are class names; classes are sorted. Rows whose file is missing or unreadable
+    are skipped and listed. This is the format ``crust-clean export manifest`` writes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"manifest not found: {path}")
+    try:
+        if path.suffix.lower() == ".jsonl":
+            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        else:
+            with open(path, newline="") as f:
+                records = list(csv.DictReader(f))
+    except (json.JSONDecodeError, csv.Error, UnicodeDecodeError) as err:
+        raise BadInputError(f"manifest {path} cannot be parsed: {err}") from None
+    missing = {"path", "label"} - set(records[0] if records else {})
+    if missing:
+        raise BadInputError(f"manifest {path} needs columns path,label (missing: {', '.join(sorted(missing))})")
+    rows = [(str(r["path"]), path.parent / str(r["path"]), str(r["label"])) for r in records]
+    return _build(path.stem, None, rows, where=str(path))
+
+
+def load_source(source: str | os.PathLike) -> Samples:
+    """Read any supported source: an ImageFolder directory or a ``.csv`` / ``.jsonl`` manifest."""
+    path = Path(source)
+    if path.suffix.lower() in MANIFEST_SUFFIXES:
+        return read_manifest(path)
+    return scan_image_folder(path)
+
+
+def _build(name: str, root: Path | None, rows: list[tuple[str, Path, str]], *, where: str) -> Samples:
+    """Samples from (sample id, file, class name) rows: unreadable files skipped, classes sorted."""
+    kept, skipped, sizes = [], [], []
+    for sample_id, file, class_name in rows:
+        size_or_reason = _image_size(file)
+        if isinstance(size_or_reason, str):
+            skipped.append((sample_id, size_or_reason))
+        else:
+            kept.append((sample_id, file, class_name))
+            sizes.append(size_or_reason)
+    if not kept:
+        raise BadInputError(f"no readable images in {where} (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+    class_names = sorted({c for _, _, c in kept})  # a class without a readable image is not a class
     if len(class_names) < 2:
         raise BadInputError(
-            f"only one class with images in {root} ({class_names[0]!r}): label noise needs at least two classes"
+            f"only one class with images in {where} ({class_names[0]!r}): label noise needs at least two classes"
         )
-    return Samples(root, sample_ids, paths, np.asarray(labels, dtype=np.int64), class_names, skipped)
+    index = {c: i for i, c in enumerate(class_names)}
+    return Samples(
+        name=name, root=root, sample_ids=[r[0] for r in kept], paths=[r[1] for r in kept],
+        labels=np.array([index[r[2]] for r in kept], dtype=np.int64), class_names=class_names,
+        skipped=skipped, sizes=sizes,
+    )
 
 
 def _image_files(class_dir: Path) -> list[Path]:
@@ -106,14 +144,15 @@ def _image_files(class_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.as_posix())
 
 
-def _unreadable_reason(path: Path) -> str | None:
-    """Why PIL cannot identify the file, or None. Reads the header only, not the pixels."""
+def _image_size(path: Path) -> tuple[int, int] | str:
+    """(width, height) from the file's header, or why PIL cannot read it. Does not decode pixels."""
+    if not path.is_file():
+        return "file not found"
     try:
         with Image.open(path) as image:
-            image.size  # noqa: B018 - forces the header parse
+            return image.size
     except (UnidentifiedImageError, OSError, ValueError) as err:
         return f"{type(err).__name__}: {err}".splitlines()[0]
-    return None
 
 
 def read_true_labels(path: str | os.PathLike, samples: Samples) -> np.ndarray:

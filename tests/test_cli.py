@@ -65,3 +65,23 @@ def test_fit_prints_a_summary_and_honours_config_and_flags(noisy_colours, tmp_pa
     assert saved["train"]["lr_decay_at"] == [0.5]
     rerun = CliRunner().invoke(cli, args)
     assert rerun.exit_code == 2 and "already exists" in rerun.output
+
+
+def test_dry_run_prints_config_and_dataset_without_training(noisy_colours, tmp_path):
+    result = CliRunner().invoke(cli, ["fit", str(noisy_colours), "--dry-run", "--config", "cpu-quick",
+                                      "--out", str(tmp_path / "run"), "--epochs", "7"])
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    config_text = result.output.split("\n# dataset:")[0]
+    config = yaml.safe_load(config_text)
+    assert config["train"]["epochs"] == 7 and config["model"]["img_size"] == 32  # flag, then cpu-quick.yaml
+    assert "160 samples, 4 classes, 0 skipped" in result.output and "24x24 (160)" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_configs_lists_the_shipped_configs():
+    result = CliRunner().invoke(cli, ["configs"])
+    assert result.exit_code == 0
+    names = [line.split()[0] for line in result.output.splitlines() if line and not line.startswith("(")]
+    assert {"default", "cpu-quick", "cifar10-paper"} <= set(names)

@@ -136,3 +136,15 @@ def test_without_validation_the_last_epoch_is_kept_and_unreadable_files_are_list
     skipped = pd.read_csv(run.path / "skipped.csv")
     assert skipped["path"].tolist() == ["red/truncated.png"]
     assert len(run.scores) == 40
+
+
+def test_a_manifest_of_the_same_images_gives_the_same_ids_and_columns(run, noisy_colours, tmp_path):
+    samples = run.samples
+    manifest = noisy_colours / "manifest.csv"  # beside the class folders: paths relative to it = folder ids
+    pd.DataFrame({"path": samples["sample_id"], "label": samples["given_label"]}).to_csv(manifest, index=False)
+    try:
+        from_manifest = crust_clean.fit(manifest, out=tmp_path / "run", **{**QUICK, "epochs": 1, "warmup_epochs": 1})
+    finally:
+        manifest.unlink()
+    assert list(from_manifest.scores.columns) == list(run.scores.columns)
+    pd.testing.assert_frame_equal(from_manifest.samples.drop(columns="split"), samples.drop(columns="split"))
