@@ -87,8 +87,9 @@ def facility_location(
         ``naive`` recomputes every gain each step; ``lazy`` (default) keeps stale gains as upper bounds
         (valid by submodularity), re-evaluates only the top candidate, and makes the naive greedy's
         choices (ties go to the lower index, up to float rounding); it computes the distance rows of
-        the next ``chunk_size // n`` candidates in line in one matrix product. ``stochastic`` takes the best of ``(n/k) ln(1/epsilon)`` random candidates each step
-        (Mirzasoleiman et al. 2015), a (1 - 1/e - epsilon) approximation in expectation.
+        the next ``chunk_size // n`` candidates in line in one matrix product. ``stochastic`` takes
+        the best of ``(n/k) ln(1/epsilon)`` random candidates each step (Mirzasoleiman et al. 2015),
+        a (1 - 1/e - epsilon) approximation in expectation.
     chunk_size : int
         Largest distance block computed at once, in entries.
     epsilon, generator

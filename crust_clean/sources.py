@@ -98,6 +98,11 @@ def read_manifest(path: str | os.PathLike) -> Samples:
     if missing:
         raise BadInputError(f"manifest {path} needs columns path,label (missing: {', '.join(sorted(missing))})")
     rows = [(str(r["path"]), path.parent / str(r["path"]), str(r["label"])) for r in records]
+    seen: set[str] = set()
+    for sample_id, _, _ in rows:
+        if sample_id in seen:  # the sample id keys every output: it must be unique
+            raise BadInputError(f"manifest {path} lists {sample_id!r} more than once")
+        seen.add(sample_id)
     return _build(path.stem, None, rows, where=str(path))
 
 

@@ -81,6 +81,7 @@ def test_csv_and_jsonl_manifests_read_the_same_samples(tmp_path):
 @pytest.mark.parametrize("text,message", [
     ("path,class\nimgs/a.png,cat\n", "needs columns path,label"),
     ("", "needs columns path,label"),
+    ("path,label\nimgs/a.png,cat\nimgs/a.png,dog\n", "lists 'imgs/a.png' more than once"),
 ])
 def test_manifest_errors_are_clear(tmp_path, text, message):
     from crust_clean.sources import load_source
