@@ -77,7 +77,10 @@ def cli():
 def fit(source, out, config_file, overwrite, quiet, dry_run, **options):
     """Train with CRUST on SOURCE and rank suspected mislabels.
 
-    SOURCE is an ImageFolder (SOURCE/<class>/**/<image>) or a .csv / .jsonl manifest of path,label rows.
+    SOURCE is an ImageFolder (SOURCE/<class>/**/<image>); a .csv / .jsonl manifest of path,label rows;
+    a Hugging Face dataset: a save_to_disk folder, a folder of parquet files or of images with a
+    metadata.csv, a .parquet file, or hf:OWNER/NAME[/CONFIG] from the HF cache (--split, --image-column,
+    --label-column, --id-column); or a FiftyOne dataset fo:NAME[:SAVED_VIEW] (--label-field).
     Writes RUN/config.yaml, ledger.parquet, scores.csv, metrics.json, model.safetensors and model.json.
     """
     from .run import describe, fit as fit_run, resolve_config
@@ -86,8 +89,9 @@ def fit(source, out, config_file, overwrite, quiet, dry_run, **options):
     if dry_run:
         from .config import dump_yaml
 
-        click.echo(dump_yaml(resolve_config(config_file, **options)), nl=False)
-        _print_description(describe(source))
+        resolved = resolve_config(config_file, **options)
+        click.echo(dump_yaml(resolved), nl=False)
+        _print_description(describe(source, resolved))
         return
     run = fit_run(source, out=out, config=config_file, overwrite=overwrite, progress=not quiet, **options)
     _print_summary(run)
@@ -104,7 +108,7 @@ def configs():
 
 
 def _print_description(info: dict) -> None:
-    click.echo(f"\n# dataset: {info['source']}")
+    click.echo(f"\n# dataset: {info['source']} ({info['kind']})")
     click.echo(f"# {info['samples']} samples, {info['classes']} classes, {len(info['skipped'])} skipped")
     for name, count in info["counts_per_class"].items():
         click.echo(f"#   {name:20s} {count}")

@@ -21,6 +21,7 @@ SELECTORS = ("centrality", "facility-location", "none")
 CLASS_SPLITS = ("given", "predicted")
 PROXIES = ("last-layer", "logits")
 GREEDY = ("lazy", "stochastic", "naive")
+CACHES = ("none", "memory", "disk")
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -37,6 +38,20 @@ class DataConfig:
     true_labels: str | None = option(
         None, "CSV sample_id,true_label with the known truth (demo/benchmarks): adds truth metrics")
     workers: int | None = option(None, "DataLoader workers (default: 0 on CPU, up to 8 with CUDA)")
+    cache: str = option("none", "decode images once into uint8 pixels at the model's size, held in memory or "
+                        "in a file in the run folder (lossless for images no larger than img_size)", CACHES)
+    split: str | None = option(None, "split of a Hugging Face dataset (default: train, or the only split)")
+    image_column: str | None = option(None, "image column of a HF dataset (default: its Image feature) or a "
+                                      "manifest's path column")
+    label_column: str | None = option(None, "label column of a HF dataset (default: its ClassLabel) or a manifest")
+    id_column: str | None = option(None, "column of unique sample ids (default: row index, or path for files)")
+    label_field: str | None = option(None, "Classification field of a fo: source (default: the only one, "
+                                     "or ground_truth)")
+
+    def source_options(self) -> dict[str, str | None]:
+        """The options ``sources.load_source`` takes."""
+        names = ("split", "image_column", "label_column", "id_column", "label_field")
+        return {name: getattr(self, name) for name in names}
 
 
 @dataclass
@@ -92,6 +107,7 @@ class RunConfig:
         _one_of("crust.class_split", c.class_split, CLASS_SPLITS)
         _one_of("crust.proxy", c.proxy, PROXIES)
         _one_of("crust.greedy", c.greedy, GREEDY)
+        _one_of("data.cache", self.data.cache, CACHES)
         _check("crust.coreset_fraction", 0 < c.coreset_fraction <= 1, "must be in (0, 1]")
         _check("crust.warmup_epochs", c.warmup_epochs >= 0, "must be >= 0")
         _check("crust.mixup_alpha", c.mixup_alpha >= 0, "must be >= 0")

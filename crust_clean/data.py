@@ -3,34 +3,22 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-
-from .errors import CrustCleanError
-
-
-def load_rgb(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except OSError as err:
-        raise CrustCleanError(f"cannot decode image {path}: {err}") from None
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Item i = (image tensor, given label, i) for image files ``paths`` with labels ``labels``."""
+    """Item i = (image tensor, given label, i) for an image store (``crust_clean.images``) and its labels."""
 
-    def __init__(self, paths: list[Path], labels: np.ndarray, transform):
-        self.paths, self.labels, self.transform = paths, labels, transform
+    def __init__(self, images, labels: np.ndarray, transform):
+        self.images, self.labels, self.transform = images, labels, transform
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.images)
 
     def __getitem__(self, i: int):
-        return self.transform(load_rgb(self.paths[i])), int(self.labels[i]), i
+        return self.transform(self.images[i]), int(self.labels[i]), i
 
 
 class MixupPairs(torch.utils.data.Dataset):

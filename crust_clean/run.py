@@ -2,7 +2,9 @@
 
 Run folder contract (``RUN/``):
   config.yaml        fully resolved configuration (``crust-clean fit --config RUN/config.yaml`` re-runs it)
-  samples.csv        every usable sample: sample_id, path, given_label, split (train/val)
+  source.json        where the samples came from (kind, path or hub name, split, columns)
+  samples.csv        every usable sample: sample_id, path (empty for HF rows), row (HF rows), given_label,
+                     split (train/val)
   skipped.csv        files that could not be read, with the reason (only when there are any)
   ledger.parquet     one row per training sample per epoch (see ``crust_clean.ledger``)
   scores.csv         one row per training sample, sorted by score, higher = more likely mislabeled
@@ -17,6 +19,7 @@ import copy
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -88,7 +91,7 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     from .trainer import Device, train
 
     cfg = resolve_config(config, **options)
-    samples = load_source(source)
+    samples = load_source(source, **cfg.data.source_options())
     truth = read_true_labels(cfg.data.true_labels, samples) if cfg.data.true_labels else None
     out = Path(out) if out is not None else _default_run_dir(cfg, samples)
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -99,6 +102,7 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
 
     train_idx, val_idx = stratified_split(samples.labels, cfg.data.val_fraction, cfg.train.seed)
     write_text(out / "config.yaml", dump_yaml(cfg))
+    _write_json(out / "source.json", {"source": os.fspath(source), **samples.origin})
     _write_samples(out, samples, train_idx, val_idx)
 
     torch.manual_seed(cfg.train.seed)
@@ -106,14 +110,15 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     model = models.create_model(cfg.model, samples.num_classes)
     data_cfg = models.data_config(model, cfg.model.img_size)
     train_tf, eval_tf = models.build_transforms(data_cfg, cfg.train)
-    paths, labels = samples.paths, samples.labels
+    labels = samples.labels
+    workers = cfg.data.workers if cfg.data.workers is not None else default_workers(device.device)
+    images = _cached(samples, cfg, out, workers, progress)
 
     def subset(idx, transform):
-        return ImageDataset([paths[i] for i in idx], labels[idx], transform)
+        return ImageDataset(images.take(idx), labels[idx], transform)
 
     train_set, eval_set = subset(train_idx, train_tf), subset(train_idx, eval_tf)
     val_set = subset(val_idx, eval_tf) if len(val_idx) else None
-    workers = cfg.data.workers if cfg.data.workers is not None else default_workers(device.device)
     train_ids = [samples.sample_ids[i] for i in train_idx]
     ledger = Ledger(train_ids)
     is_noisy = truth[train_idx] != labels[train_idx] if truth is not None else None
@@ -169,17 +174,19 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     if is_noisy is not None:
         summary["detection"] = epochs[-1]["detection"]
     _write_json(out / "metrics.json", {"summary": summary, "epochs": epochs})
+    if cfg.data.cache == "disk":
+        shutil.rmtree(out / "cache", ignore_errors=True)  # pixels only: the source still has every image
     return Run(out)
 
 
-def describe(source: str | os.PathLike) -> dict:
+def describe(source: str | os.PathLike, config: RunConfig | None = None) -> dict:
     """What ``fit`` would train on: classes, counts per class, image sizes seen, skipped files."""
     from collections import Counter
 
-    samples = load_source(source)
+    samples = load_source(source, **(config or RunConfig()).data.source_options())
     sizes = Counter(f"{w}x{h}" for w, h in samples.sizes)
     return {
-        "source": str(source), "samples": len(samples), "classes": samples.num_classes,
+        "source": str(source), "kind": samples.origin["kind"], "samples": len(samples), "classes": samples.num_classes,
         "counts_per_class": samples.class_counts(),
         "image_sizes": dict(sizes.most_common(5)), "distinct_image_sizes": len(sizes),
         "skipped": [{"sample_id": s, "reason": r} for s, r in samples.skipped],
@@ -189,6 +196,16 @@ def describe(source: str | os.PathLike) -> dict:
 def _default_run_dir(cfg: RunConfig, samples: Samples) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{stamp}-{cfg.model.name}-{samples.name}"
+
+
+def _cached(samples: Samples, cfg: RunConfig, out: Path, workers: int, progress: bool):
+    """The image store training reads: the source's, or its decoded cache (``--cache memory|disk``)."""
+    if cfg.data.cache == "none":
+        return samples.images
+    from .images import DecodedCache
+
+    file = out / "cache" / f"pixels-{cfg.model.img_size}.u8" if cfg.data.cache == "disk" else None
+    return DecodedCache.build(samples.images, cfg.model.img_size, file=file, workers=workers, progress=progress)
 
 
 def _save_model(out: Path, state: dict, info: dict) -> None:
@@ -208,7 +225,8 @@ def _write_samples(out: Path, samples: Samples, train_idx: np.ndarray, val_idx: 
     split[val_idx] = "val"
     table = pd.DataFrame({
         "sample_id": samples.sample_ids,
-        "path": [str(p.resolve()) for p in samples.paths],
+        "path": _absolute(samples.paths),
+        "row": pd.array(samples.rows, dtype="Int64"),
         "given_label": [samples.class_names[c] for c in samples.labels],
         "split": split,
     })
@@ -219,6 +237,10 @@ def _write_samples(out: Path, samples: Samples, train_idx: np.ndarray, val_idx: 
     if samples.skipped:
         with atomic_path(skipped) as tmp:
             pd.DataFrame(samples.skipped, columns=["path", "reason"]).to_csv(tmp, index=False)
+
+
+def _absolute(paths: list[Path | None]) -> list[str | None]:
+    return [None if p is None else str(p.resolve()) for p in paths]
 
 
 def _epoch_metrics(result, given: np.ndarray, score: np.ndarray, is_noisy: np.ndarray | None) -> dict:
@@ -266,7 +288,7 @@ def _scores_table(ledger: pd.DataFrame, samples: Samples, train_idx: np.ndarray)
     names = np.asarray(samples.class_names, dtype=object)
     table = pd.DataFrame({
         "sample_id": per_sample.index,
-        "path": [str(samples.paths[i].resolve()) for i in train_idx],
+        "path": _absolute([samples.paths[i] for i in train_idx]),
         "given_label": names[samples.labels[train_idx]],
         "predicted_label": names[per_sample["predicted_label"].to_numpy()],
         "score": per_sample["score"].to_numpy(),
@@ -329,15 +351,15 @@ class Run:
         )
         return model.eval()
 
-    def evaluate(self, source: str | os.PathLike, *, batch_size: int = 256) -> float:
-        """Accuracy of the saved model on an ImageFolder whose class folders use this run's class names."""
+    def evaluate(self, source: str | os.PathLike, *, batch_size: int = 256, **source_options: Any) -> float:
+        """Accuracy of the saved model on a labelled source (any ``load_source`` takes) using this run's class names."""
         import torch
         from timm.data import create_transform
 
         from .data import ImageDataset
 
         info = self.model_info
-        samples = load_source(source)
+        samples = load_source(source, **source_options)
         unknown = sorted(set(samples.class_names) - set(info["class_names"]))
         if unknown:
             raise BadInputError(f"classes not in the run: {', '.join(unknown)}")
@@ -348,7 +370,7 @@ class Run:
             interpolation=info["interpolation"], crop_pct=1.0, is_training=False,
         )
         model = self.load_model()
-        loader = torch.utils.data.DataLoader(ImageDataset(samples.paths, labels, transform), batch_size=batch_size)
+        loader = torch.utils.data.DataLoader(ImageDataset(samples.images, labels, transform), batch_size=batch_size)
         correct = 0
         with torch.no_grad():
             for images, targets, _ in loader:

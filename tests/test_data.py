@@ -3,6 +3,7 @@ import torch
 from PIL import Image
 
 from crust_clean.data import ImageDataset, MixupPairs
+from crust_clean.images import FileImages
 from crust_clean.selection import select_coreset
 
 
@@ -12,7 +13,7 @@ def test_mixup_pairs_carry_the_medoid_weight_and_a_partner_from_its_cluster(tmp_
         paths.append(tmp_path / f"{i}.png")
         Image.new("L", (4, 4), i * 20).save(paths[-1])
     labels = np.repeat([0, 1], 6)
-    base = ImageDataset(paths, labels, lambda image: torch.tensor(np.asarray(image.convert("L")), dtype=torch.float32))
+    base = ImageDataset(FileImages(paths), labels, lambda image: torch.tensor(np.asarray(image.convert("L")), dtype=torch.float32))
     proxies = torch.randn(12, 3, generator=torch.Generator().manual_seed(0))
     selection = select_coreset(proxies, labels, fraction=0.5, selector="facility-location",
                                rng=np.random.default_rng(0))

@@ -1,0 +1,189 @@
+"""Image stores: where a sample's pixels come from, indexed like the samples.
+
+A store is a sequence whose item ``i`` is sample ``i`` as an RGB ``PIL.Image``:
+  - ``FileImages``: image files on disk (ImageFolder, manifests, FiftyOne datasets);
+  - ``DatasetImages``: rows of a Hugging Face ``datasets.Dataset`` with an ``Image`` column (bytes in Arrow,
+    no file on disk); the rows are read undecoded and decoded here, so a bad row is ours to report;
+  - ``DecodedCache``: any store decoded once into uint8 pixels (in memory or in a file), so epochs after the
+    first do not decode JPEGs again.
+Stores pickle cheaply (paths, a memory-mapped Arrow table, a memory map), so DataLoader workers can use them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .errors import CrustCleanError
+
+
+def open_rgb(file: Path | bytes, name: str) -> Image.Image:
+    """Decode a file (path or encoded bytes) to RGB; ``name`` identifies it in the error."""
+    try:
+        with Image.open(io.BytesIO(file) if isinstance(file, bytes) else file) as image:
+            return image.convert("RGB")
+    except OSError as err:
+        raise CrustCleanError(f"cannot decode image {name}: {err}") from None
+
+
+class FileImages:
+    """Images stored as files."""
+
+    def __init__(self, paths: Sequence[Path]):
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Image.Image:
+        return open_rgb(self.paths[i], str(self.paths[i]))
+
+    def take(self, indices: Sequence[int]) -> "FileImages":
+        return FileImages([self.paths[i] for i in indices])
+
+
+class DatasetImages:
+    """Images in column ``column`` of a ``datasets.Dataset``; item i is the dataset's row ``rows[i]``."""
+
+    def __init__(self, dataset, column: str, rows: Sequence[int]):
+        from datasets import Image as ImageFeature
+
+        self.column = column
+        self.dataset = dataset.select_columns([column]).cast_column(column, ImageFeature(decode=False))
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> Image.Image:
+        row = int(self.rows[i])
+        return open_rgb(encoded_image(self.dataset[row][self.column]), f"row {row}")
+
+    def take(self, indices: Sequence[int]) -> "DatasetImages":
+        taken = DatasetImages.__new__(DatasetImages)
+        taken.column, taken.dataset, taken.rows = self.column, self.dataset, self.rows[np.asarray(indices, dtype=np.int64)]
+        return taken
+
+
+def encoded_image(value: dict | None) -> Path | bytes:
+    """The bytes (or the local file) of an undecoded ``datasets.Image`` value ``{"bytes", "path"}``."""
+    if not value or (value.get("bytes") is None and not value.get("path")):
+        raise CrustCleanError("empty image")
+    return value["bytes"] if value.get("bytes") is not None else Path(value["path"])
+
+
+def cached_size(width: int, height: int, shorter_side: int) -> tuple[int, int]:
+    """Size an image is stored at in the cache: downscaled so its shorter side is ``shorter_side``, never up."""
+    short = min(width, height)
+    if short <= shorter_side:
+        return width, height
+    scale = shorter_side / short
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+class DecodedCache:
+    """A store decoded once into one flat uint8 buffer (memory, or a memory-mapped file) + offsets and shapes.
+
+    Images are downscaled (aspect kept) so the shorter side is at most ``shorter_side`` (the model's input
+    size): lossless for images already that small (CIFAR, MNIST); for larger ones the random crops of
+    training are then taken from the downscaled image.
+    """
+
+    def __init__(self, pixels: np.ndarray, offsets: np.ndarray, shapes: np.ndarray):
+        self.pixels, self.offsets, self.shapes = pixels, offsets, shapes
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def __getitem__(self, i: int) -> Image.Image:
+        h, w = self.shapes[i]
+        start = self.offsets[i]
+        return Image.fromarray(np.asarray(self.pixels[start:start + h * w * 3]).reshape(h, w, 3))
+
+    def take(self, indices: Sequence[int]) -> "DecodedCache":
+        return _TakenCache(self, np.asarray(indices, dtype=np.int64))
+
+    @classmethod
+    def build(cls, store, shorter_side: int, *, file: Path | None = None, workers: int = 0,
+              progress: bool = False) -> "DecodedCache":
+        """Decode every image of ``store`` once; in memory, or into ``file`` (written then memory-mapped)."""
+        shapes = np.zeros((len(store), 2), dtype=np.int64)
+        chunks: list[np.ndarray] = []
+        out = None
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            out = open(file, "wb")
+        try:
+            for i, pixels in enumerate(_decoded(store, shorter_side, workers, progress)):
+                shapes[i] = pixels.shape[:2]
+                if out is not None:
+                    out.write(pixels.tobytes())
+                else:
+                    chunks.append(pixels.reshape(-1))
+        finally:
+            if out is not None:
+                out.close()
+        offsets = np.concatenate([[0], np.cumsum(shapes[:, 0] * shapes[:, 1] * 3)[:-1]]).astype(np.int64)
+        if file is None:
+            pixels = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
+        else:
+            pixels = np.memmap(file, dtype=np.uint8, mode="r") if file.stat().st_size else np.zeros(0, np.uint8)
+            file.with_suffix(".json").write_text(json.dumps({"shorter_side": shorter_side, "images": len(store)}))
+        return cls(pixels, offsets, shapes)
+
+
+class _TakenCache:
+    """A subset view of a DecodedCache (no copy of the pixels)."""
+
+    def __init__(self, cache: DecodedCache, indices: np.ndarray):
+        self.cache, self.indices = cache, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Image.Image:
+        return self.cache[int(self.indices[i])]
+
+    def take(self, indices: Sequence[int]) -> "_TakenCache":
+        return _TakenCache(self.cache, self.indices[np.asarray(indices, dtype=np.int64)])
+
+
+class _Resized:
+    """Item i: store[i] downscaled for the cache, as a (H, W, 3) uint8 array (a Dataset for the DataLoader)."""
+
+    def __init__(self, store, shorter_side: int):
+        self.store, self.shorter_side = store, shorter_side
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        image = self.store[i]
+        size = cached_size(*image.size, self.shorter_side)
+        if size != image.size:
+            image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+        return np.asarray(image, dtype=np.uint8)
+
+
+def _as_is(item):
+    return item
+
+
+def _decoded(store, shorter_side: int, workers: int, progress: bool) -> Iterator[np.ndarray]:
+    """The store's images in order, decoded and downscaled, in parallel when ``workers`` > 0."""
+    import torch
+    from tqdm.auto import tqdm
+
+    loader = torch.utils.data.DataLoader(
+        _Resized(store, shorter_side), batch_size=None, shuffle=False, num_workers=workers,
+        collate_fn=_as_is, prefetch_factor=64 if workers else None,
+        generator=torch.Generator(),  # its own: iterating must not draw from the training's global RNG
+    )
+    yield from tqdm(loader, total=len(store), desc="decoding images into the cache", unit="img",
+                    disable=not progress, leave=False)
+
