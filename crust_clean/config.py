@@ -21,7 +21,7 @@ SELECTORS = ("centrality", "facility-location", "none")
 CLASS_SPLITS = ("given", "predicted")
 PROXIES = ("last-layer", "logits")
 GREEDY = ("lazy", "stochastic", "naive")
-CACHES = ("none", "memory", "disk")
+CACHES = ("auto", "none", "memory", "disk")
 KEY_MAPS = ("none", "order")
 
 
@@ -39,8 +39,9 @@ class DataConfig:
     true_labels: str | None = option(
         None, "CSV sample_id,true_label with the known truth (demo/benchmarks): adds truth metrics")
     workers: int | None = option(None, "DataLoader workers (default: 0 on CPU, up to 8 with CUDA)")
-    cache: str = option("none", "decode images once into uint8 pixels at the model's size, held in memory or "
-                        "in a file in the run folder (lossless for images no larger than img_size)", CACHES)
+    cache: str = option("auto", "decode images once into uint8 pixels at the model's size, held in memory or in a "
+                        "file in the run folder; auto = memory when that is lossless (no image larger than "
+                        "img_size) and under 2 GiB", CACHES)
     split: str | None = option(None, "split of a Hugging Face dataset (default: train, or the only split)")
     image_column: str | None = option(None, "image column of a HF dataset (default: its Image feature) or a "
                                       "manifest's path column")

@@ -90,6 +90,7 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     from .ledger import Ledger, write_ledger
     from .trainer import Device, train
 
+    started = time.perf_counter()
     cfg = resolve_config(config, **options)
     samples = load_source(source, **cfg.data.source_options())
     truth = read_true_labels(cfg.data.true_labels, samples) if cfg.data.true_labels else None
@@ -112,7 +113,8 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     train_tf, eval_tf = models.build_transforms(data_cfg, cfg.train)
     labels = samples.labels
     workers = cfg.data.workers if cfg.data.workers is not None else default_workers(device.device)
-    images = _cached(samples, cfg, out, workers, progress)
+    cache = _cache_kind(samples, cfg)
+    images = _cached(samples, cache, cfg.model.img_size, out, workers, progress)
 
     def subset(idx, transform):
         return ImageDataset(images.take(idx), labels[idx], transform)
@@ -126,7 +128,6 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     epochs: list[dict] = []
     best_accuracy, best_epoch, best_state = -1.0, None, None
     sum_doubt = np.zeros(len(train_idx))  # running sum of 1 - p(given): the score, as in scores.score_samples
-    started = time.perf_counter()
     for result in train(model, train_set, eval_set, val_set, cfg=cfg, device=device, workers=workers,
                         progress=progress):
         o = result.outputs
@@ -168,13 +169,13 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
         "val_accuracy": epochs[best_epoch]["val_accuracy"],
         "never_selected": int(scores["never_selected"].sum()),
         "suspects": int(scores["suspect"].sum()), "suspect_threshold": SUSPECT_THRESHOLD,
-        "wall_seconds": round(time.perf_counter() - started, 2),
+        "wall_seconds": round(time.perf_counter() - started, 2), "cache": cache,
         "device": str(device.device), "torch": torch.__version__, "python": platform.python_version(),
     }
     if is_noisy is not None:
         summary["detection"] = epochs[-1]["detection"]
     _write_json(out / "metrics.json", {"summary": summary, "epochs": epochs})
-    if cfg.data.cache == "disk":
+    if cache == "disk":
         shutil.rmtree(out / "cache", ignore_errors=True)  # pixels only: the source still has every image
     return Run(out)
 
@@ -198,14 +199,27 @@ def _default_run_dir(cfg: RunConfig, samples: Samples) -> Path:
     return Path("runs") / f"{stamp}-{cfg.model.name}-{samples.name}"
 
 
-def _cached(samples: Samples, cfg: RunConfig, out: Path, workers: int, progress: bool):
-    """The image store training reads: the source's, or its decoded cache (``--cache memory|disk``)."""
-    if cfg.data.cache == "none":
+#: ``--cache auto`` holds decoded pixels in memory up to this many bytes.
+AUTO_CACHE_BYTES = 2 * 1024**3
+
+
+def _cache_kind(samples: Samples, cfg: RunConfig) -> str:
+    """``cfg.data.cache``, with ``auto`` resolved: memory when no image is downscaled and the pixels fit."""
+    if cfg.data.cache != "auto":
+        return cfg.data.cache
+    size = cfg.model.img_size
+    lossless = all(min(w, h) <= size for w, h in samples.sizes)
+    return "memory" if lossless and sum(w * h * 3 for w, h in samples.sizes) <= AUTO_CACHE_BYTES else "none"
+
+
+def _cached(samples: Samples, cache: str, img_size: int, out: Path, workers: int, progress: bool):
+    """The image store training reads: the source's, or its decoded cache."""
+    if cache == "none":
         return samples.images
     from .images import DecodedCache
 
-    file = out / "cache" / f"pixels-{cfg.model.img_size}.u8" if cfg.data.cache == "disk" else None
-    return DecodedCache.build(samples.images, cfg.model.img_size, file=file, workers=workers, progress=progress)
+    file = out / "cache" / f"pixels-{img_size}.u8" if cache == "disk" else None
+    return DecodedCache.build(samples.images, img_size, file=file, workers=workers, progress=progress)
 
 
 def _save_model(out: Path, state: dict, info: dict) -> None:

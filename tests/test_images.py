@@ -43,7 +43,26 @@ def test_cache_holds_the_decoded_pixels(tmp_path, where, workers):
 
 def test_a_fit_from_the_cache_equals_a_fit_from_the_files(noisy_colours, tmp_path):
     options = {**QUICK, "epochs": 3, "warmup_epochs": 1}
-    plain = crust_clean.fit(noisy_colours, out=tmp_path / "plain", **options)
+    plain = crust_clean.fit(noisy_colours, out=tmp_path / "plain", cache="none", **options)
     cached = crust_clean.fit(noisy_colours, out=tmp_path / "cached", cache="disk", **options)
     pd.testing.assert_frame_equal(plain.scores, cached.scores)
     assert not (cached.path / "cache").exists()  # removed once the run is finished
+    assert plain.metrics["summary"]["cache"] == "none" and cached.metrics["summary"]["cache"] == "disk"
+
+
+def test_auto_cache_is_memory_only_when_lossless_and_small(noisy_colours, monkeypatch):
+    from crust_clean import run
+    from crust_clean.config import RunConfig
+    from crust_clean.sources import load_source
+
+    samples = load_source(noisy_colours)  # 24x24 images
+    config = RunConfig()
+    config.model.img_size = 24
+    assert run._cache_kind(samples, config) == "memory"
+    monkeypatch.setattr(run, "AUTO_CACHE_BYTES", 24 * 24 * 3 * len(samples) - 1)  # one byte too few
+    assert run._cache_kind(samples, config) == "none"
+    monkeypatch.undo()
+    config.model.img_size = 16  # the cache would downscale: not lossless
+    assert run._cache_kind(samples, config) == "none"
+    config.data.cache = "disk"
+    assert run._cache_kind(samples, config) == "disk"
