@@ -109,6 +109,9 @@ def configs():
 
 def _print_description(info: dict) -> None:
     click.echo(f"\n# dataset: {info['source']} ({info['kind']})")
+    details = {k: v for k, v in info["origin"].items() if k not in ("kind", "source", "path") and v is not None}
+    if details:
+        click.echo("# " + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in details.items()))
     click.echo(f"# {info['samples']} samples, {info['classes']} classes, {len(info['skipped'])} skipped")
     for name, count in info["counts_per_class"].items():
         click.echo(f"#   {name:20s} {count}")

@@ -187,7 +187,7 @@ def describe(source: str | os.PathLike, config: RunConfig | None = None) -> dict
     samples = load_source(source, **(config or RunConfig()).data.source_options())
     sizes = Counter(f"{w}x{h}" for w, h in samples.sizes)
     return {
-        "source": str(source), "kind": samples.origin["kind"], "samples": len(samples), "classes": samples.num_classes,
+        "source": str(source), "kind": samples.origin["kind"], "origin": samples.origin, "samples": len(samples), "classes": samples.num_classes,
         "counts_per_class": samples.class_counts(),
         "image_sizes": dict(sizes.most_common(5)), "distinct_image_sizes": len(sizes),
         "skipped": [{"sample_id": s, "reason": r} for s, r in samples.skipped],

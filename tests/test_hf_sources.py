@@ -145,6 +145,27 @@ def test_a_hub_name_that_is_not_cached_offline_is_one_clear_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_cli_dry_run_and_column_errors_on_a_saved_dataset(colours, tmp_path):
+    from click.testing import CliRunner
+
+    from crust_clean.cli import cli
+
+    _, folder, table = colours
+    table.rename_column("label", "y").cast_column("y", datasets.Value("int64")).save_to_disk(tmp_path / "saved")
+    result = subprocess.run([sys.executable, "-m", "crust_clean", "fit", str(tmp_path / "saved"), "--dry-run"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {tmp_path / 'saved'} (split train) has no label column (a ClassLabel feature); "
+        "name it with --label-column (columns: image, y, uid)")
+    result = CliRunner().invoke(cli, ["fit", str(tmp_path / "saved"), "--dry-run", "--label-column", "y",
+                                      "--id-column", "uid"])
+    assert result.exit_code == 0, result.output
+    assert f"# dataset: {tmp_path / 'saved'} (hf)" in result.output
+    assert "# split: train, image column: image, label column: y, id column: uid" in result.output
+    assert f"{len(folder)} samples, 4 classes, 0 skipped" in result.output
+
+
 def test_images_in_a_csv_of_paths_with_other_column_names(colours, tmp_path):
     _, folder, _ = colours
     rows = [{"file": str(p), "category": folder.class_names[c]} for p, c in zip(folder.paths, folder.labels)]
