@@ -33,3 +33,11 @@ def test_invalid_values_are_rejected(options):
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_load_and_validate(path):
     from_dict(load_yaml(path)).validate()
+
+
+def test_the_shipped_default_config_lists_every_option_at_its_default():
+    from crust_clean.config import RunConfig, from_dict, load_yaml
+
+    shipped = load_yaml("default")
+    assert shipped == RunConfig().to_dict()
+    assert from_dict(shipped) == RunConfig()
