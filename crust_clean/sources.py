@@ -241,16 +241,15 @@ def _open_hf(name: str, split: str | None):
     try:
         if path.is_dir() and any((path / m).is_file() for m in SAVE_TO_DISK_MARKERS):
             loaded, root = datasets.load_from_disk(str(path)), path
-        elif path.exists():
-            builder = ("parquet", dict(data_files=str(path))) if path.is_file() else (str(path), {})
-            loaded, root = datasets.load_dataset(builder[0], **builder[1]), (path if path.is_dir() else path.parent)
+        elif path.is_dir():  # parquet files or images + metadata: datasets picks the builder
+            loaded, root = datasets.load_dataset(str(path)), path
+        elif path.is_file():
+            loaded, root = datasets.load_dataset("parquet", data_files=str(path)), path.parent
         else:
             parts = name.split("/")
             repo, config = ("/".join(parts[:2]), parts[2]) if len(parts) == 3 else (name, None)
             loaded, root = datasets.load_dataset(repo, config), None
             origin.update(repo=repo, config=config)
-    except BadInputError:
-        raise
     except Exception as err:  # datasets raises many kinds (ConnectionError, DatasetNotFoundError, ValueError, ...)
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BadInputError(f"cannot load Hugging Face dataset {name!r}: {message}") from None
