@@ -76,7 +76,8 @@ def fit_epochs(folder: Path, out: Path, workers: int, cache: str) -> dict:
     epochs = run.metrics["epochs"]
     row = {"workers": workers, "cache": cache, "wall_seconds": round(wall, 2),
            "epoch_seconds": [e["epoch_seconds"] for e in epochs], "train_seconds": [e["train_seconds"] for e in epochs],
-           "eval_seconds": [e["eval_seconds"] for e in epochs]}
+           "eval_seconds": [e["eval_seconds"] for e in epochs],
+           "data_share": round(sum(e["data_seconds"] for e in epochs) / sum(e["epoch_seconds"] for e in epochs), 3)}
     print(row, flush=True)
     return row
 
@@ -170,10 +171,11 @@ def write_report(result: dict, out: Path) -> None:
               f"= {result['train_images_per_second']:,} images/s on this machine.", "",
               "Whole fits (cpu-quick, 2 epochs: a warm-up epoch on all data, then a 50 % coreset epoch; "
               "wall time includes reading the source and, with the cache, building it):", "",
-              "| workers | cache | wall s | epoch s (warm-up, coreset) | train s | eval s |", "|---:|---|---:|---|---|---|"]
+              "| workers | cache | wall s | epoch s (warm-up, coreset) | train s | eval s | waiting for data |",
+              "|---:|---|---:|---|---|---|---:|"]
     lines += [f"| {f['workers']} | {f['cache']} | {f['wall_seconds']:.1f} | "
               + " | ".join(", ".join(f"{x:.1f}" for x in f[key]) for key in ("epoch_seconds", "train_seconds", "eval_seconds"))
-              + " |" for f in result["fits"]]
+              + f" | {f['data_share']:.0%} |" for f in result["fits"]]
     (out / "loading.md").write_text("\n".join(lines) + "\n")
 
 

@@ -268,6 +268,7 @@ def _epoch_metrics(result, given: np.ndarray, score: np.ndarray, is_noisy: np.nd
         "coreset_size": int(len(selection.medoids)) if selection is not None else len(given),
         "selection_seconds": round(result.selection_seconds, 4), "eval_seconds": round(result.eval_seconds, 4),
         "train_seconds": round(result.train_seconds, 4), "epoch_seconds": round(result.epoch_seconds, 4),
+        "data_seconds": round(result.data_seconds, 4),
     }
     if is_noisy is None:
         return row

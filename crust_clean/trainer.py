@@ -52,6 +52,26 @@ class EpochResult:
     eval_seconds: float  # forward pass over all training (and val) samples
     train_seconds: float
     epoch_seconds: float
+    data_seconds: float  # of the train and eval seconds, time spent waiting for the next batch
+
+
+class DataWait:
+    """Counts the seconds a pass spends waiting for its DataLoader (decoding, augmenting, collating)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def batches(self, loader):
+        iterator = iter(loader)
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - start
+            yield batch
 
 
 @dataclass
@@ -93,12 +113,13 @@ def _loader(dataset, batch_size: int, *, shuffle: bool, workers: int, device: De
 
 @torch.no_grad()
 def eval_pass(model, dataset: ImageDataset, *, cfg: RunConfig, device: Device, workers: int, progress: bool,
-              want_proxies: bool, desc: str) -> PassOutputs:
+              want_proxies: bool, desc: str, wait: DataWait | None = None) -> PassOutputs:
     """Forward every sample once in eval mode; losses, predictions, p(given) and gradient proxies."""
     model.eval()
     logits_all, labels_all = [], []
     loader = _loader(dataset, cfg.train.batch_size * 2, shuffle=False, workers=workers, device=device, seed=0)
-    for images, labels, _ in tqdm(loader, desc=desc, leave=False, disable=not progress):
+    batches = (wait or DataWait()).batches(loader)
+    for images, labels, _ in tqdm(batches, total=len(loader), desc=desc, leave=False, disable=not progress):
         with device.autocast():
             logits_all.append(model(device.images(images)).float())
         labels_all.append(labels.to(device.device))
@@ -118,13 +139,15 @@ def eval_pass(model, dataset: ImageDataset, *, cfg: RunConfig, device: Device, w
 
 
 def train_one_epoch(model, pairs: MixupPairs, optimizer, scaler, *, cfg: RunConfig, device: Device,
-                    workers: int, seed: int, progress: bool, desc: str) -> float:
+                    workers: int, seed: int, progress: bool, desc: str, wait: DataWait | None = None) -> float:
     """One pass of weighted mixup SGD over ``pairs``; returns the mean weighted loss."""
     model.train()
     random.seed(seed)  # timm's crop/flip draw from Python's random; workers reseed it from the loader
     loader = _loader(pairs, cfg.train.batch_size, shuffle=True, workers=workers, device=device, seed=seed)
+    batches = (wait or DataWait()).batches(loader)
     total, count = 0.0, 0
-    for x_m, y_m, x_p, y_p, lam, weight in tqdm(loader, desc=desc, leave=False, disable=not progress):
+    for x_m, y_m, x_p, y_p, lam, weight in tqdm(batches, total=len(loader), desc=desc, leave=False,
+                                                disable=not progress):
         y_m, y_p = y_m.to(device.device), y_p.to(device.device)
         lam, weight = lam.to(device.device), weight.to(device.device)
         x = lam[:, None, None, None] * x_m + (1 - lam[:, None, None, None]) * x_p
@@ -173,6 +196,7 @@ def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: Image
 
     for epoch in range(t.epochs):
         start = time.perf_counter()
+        wait = DataWait()
         rng = np.random.default_rng([t.seed, epoch])
         selection = None
         if selecting and epoch >= c.warmup_epochs:
@@ -190,18 +214,19 @@ def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: Image
 
         lr = optimizer.param_groups[0]["lr"]
         train_loss = train_one_epoch(model, pairs, optimizer, scaler, cfg=cfg, device=device, workers=workers,
-                                     seed=t.seed * 100_003 + epoch, progress=progress, desc=f"epoch {epoch} train")
+                                     seed=t.seed * 100_003 + epoch, progress=progress, desc=f"epoch {epoch} train",
+                                     wait=wait)
         if not np.isfinite(train_loss):
             raise CrustCleanError(f"training diverged in epoch {epoch} (loss is not finite): lower --lr")
         scheduler.step(epoch + 1)
         trained_at = time.perf_counter()
 
         outputs = eval_pass(model, eval_set, cfg=cfg, device=device, workers=workers, progress=progress,
-                            want_proxies=selecting, desc=f"epoch {epoch} eval")
+                            want_proxies=selecting, desc=f"epoch {epoch} eval", wait=wait)
         val_accuracy = val_loss = None
         if val_set is not None and len(val_set):
             val = eval_pass(model, val_set, cfg=cfg, device=device, workers=workers, progress=False,
-                            want_proxies=False, desc="val")
+                            want_proxies=False, desc="val", wait=wait)
             val_accuracy = float((val.predicted == val_set.labels).mean())
             val_loss = float(val.loss.mean())
         end = time.perf_counter()
@@ -209,5 +234,5 @@ def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: Image
             epoch=epoch, outputs=outputs, selection=selection, train_loss=train_loss,
             val_accuracy=val_accuracy, val_loss=val_loss, lr=lr,
             selection_seconds=selected_at - start, eval_seconds=end - trained_at,
-            train_seconds=trained_at - selected_at, epoch_seconds=end - start,
+            train_seconds=trained_at - selected_at, epoch_seconds=end - start, data_seconds=wait.seconds,
         )

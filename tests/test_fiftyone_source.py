@@ -57,4 +57,7 @@ def test_fit_reads_the_fiftyone_dataset_and_records_it(fo_dataset, tmp_path):
         crust_clean.fit("fo:colours-source", out=tmp_path / "run", label_field="reviewer", **QUICK)
     run = crust_clean.fit("fo:colours-source", out=tmp_path / "run", **{**QUICK, "epochs": 1, "warmup_epochs": 1})
     assert set(run.scores["sample_id"]) <= set(dataset.values("id"))
+    assert list(run.scores.columns) == ["sample_id", "path", "given_label", "predicted_label", "score", "suspect",
+                                        "selection_rate", "never_selected", "epochs_selected", "prob_given",
+                                        "mean_loss"]
     assert json.loads((run.path / "source.json").read_text())["dataset"] == "colours-source"

@@ -64,6 +64,7 @@ def test_every_output_is_written_with_the_right_shape(run, noisy_colours):
     for key in ["train_loss", "val_accuracy", "coreset_size", "selection_seconds", "epoch_seconds",
                 "coreset_label_accuracy", "selection_rate_clean", "selection_rate_noisy", "detection"]:
         assert last[key] is not None, key
+    assert 0 < last["data_seconds"] < last["train_seconds"] + last["eval_seconds"]
     # the truth metrics in metrics.json agree with the ranking written to scores.csv
     noisy = scores["given_label"].to_numpy() != truth_of(noisy_colours).loc[scores["sample_id"]].to_numpy()
     from crust_clean.evaluation import detection_metrics

@@ -133,6 +133,9 @@ def test_fit_on_a_saved_dataset_records_rows_and_source(colours, tmp_path):
     assert source["kind"] == "hf" and source["split"] == "train" and source["image_column"] == "image"
     assert source["label_column"] == "label" and source["source"] == str(tmp_path / "saved")
     assert len(run.scores) == len(samples[samples["split"] == "train"])
+    from_folder = crust_clean.fit(folder.root, out=tmp_path / "folder-run", **{**QUICK, "epochs": 2, "warmup_epochs": 1})
+    assert list(run.scores.columns) == list(from_folder.scores.columns)
+    assert list(run.samples.columns) == list(from_folder.samples.columns)
 
 
 def test_a_hub_name_that_is_not_cached_offline_is_one_clear_line(tmp_path):
