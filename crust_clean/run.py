@@ -10,6 +10,7 @@ Run folder contract (``RUN/``):
   scores.csv         one row per training sample, sorted by score, higher = more likely mislabeled
   metrics.json       per-epoch metrics and a summary (rewritten after every epoch)
   model.safetensors  weights of the model chosen on validation accuracy (else the last epoch)
+  predictions.parquet  that model on every sample (train and val): predicted_label, confidence, logits
   model.json         what timm needs to rebuild it: model name, num_classes, class_names, img_size, mean/std
 """
 
@@ -33,8 +34,10 @@ from .errors import BadInputError, CrustCleanError
 from .scores import SUSPECT_THRESHOLD, is_suspect, score_samples
 from .sources import Samples, load_source, read_true_labels, stratified_split
 
-RUN_OUTPUTS = ("config.yaml", "samples.csv", "ledger.parquet", "scores.csv", "metrics.json",
-               "model.safetensors", "model.json")
+RUN_OUTPUTS = ("config.yaml", "source.json", "samples.csv", "ledger.parquet", "scores.csv", "metrics.json",
+               "model.safetensors", "model.json", "predictions.parquet")
+#: Columns of the run's CSV files that hold text even when every value looks like a number.
+_TEXT_COLUMNS = {"sample_id": str, "path": str, "given_label": str, "predicted_label": str}
 
 
 def resolve_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike | None = None,
@@ -88,7 +91,7 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     from . import models
     from .data import ImageDataset, default_workers
     from .ledger import Ledger, write_ledger
-    from .trainer import Device, train
+    from .trainer import Device, eval_pass, train
 
     started = time.perf_counter()
     cfg = resolve_config(config, **options)
@@ -157,6 +160,10 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
         "epoch": best_epoch,
         "chosen_by": "val_accuracy" if val_set is not None else "last_epoch",
     })
+    model.load_state_dict(best_state)
+    robust = eval_pass(model, ImageDataset(images, labels, eval_tf), cfg=cfg, device=device, workers=workers,
+                       progress=progress, want_proxies=False, desc="robust model")
+    _write_predictions(out, samples, robust)
     ledger_frame = ledger.frame()
     write_ledger(ledger_frame, out / "ledger.parquet")
     scores = _scores_table(ledger_frame, samples, train_idx)
@@ -228,6 +235,23 @@ def _save_model(out: Path, state: dict, info: dict) -> None:
     with atomic_path(out / "model.safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
     _write_json(out / "model.json", info)
+
+
+def _write_predictions(out: Path, samples: Samples, outputs) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    probs = np.exp(outputs.logits - outputs.logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    table = pa.table({
+        "sample_id": samples.sample_ids,
+        "predicted_label": [samples.class_names[c] for c in outputs.predicted],
+        "confidence": probs.max(1).astype(np.float32),
+        "logits": pa.FixedSizeListArray.from_arrays(outputs.logits.astype(np.float32).reshape(-1),
+                                                    samples.num_classes),
+    })
+    with atomic_path(out / "predictions.parquet") as tmp:
+        pq.write_table(table, tmp)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -336,11 +360,37 @@ class Run:
     @property
     def scores(self) -> pd.DataFrame:
         """One row per training sample, sorted by ``score`` descending (higher = more likely mislabeled)."""
-        return pd.read_csv(self.path / "scores.csv")
+        return pd.read_csv(self.path / "scores.csv", dtype=_TEXT_COLUMNS)
 
     @property
     def samples(self) -> pd.DataFrame:
-        return pd.read_csv(self.path / "samples.csv")
+        """Every usable sample (train and val), in source order."""
+        return pd.read_csv(self.path / "samples.csv", dtype={**_TEXT_COLUMNS, "row": "Int64"})
+
+    @property
+    def source(self) -> dict:
+        """Where the samples came from (``source.json``): kind, source, split, columns."""
+        return json.loads((self.path / "source.json").read_text())
+
+    def predictions(self) -> pd.DataFrame:
+        """The saved model on every sample: sample_id, predicted_label, confidence, logits (an array per row)."""
+        return pd.read_parquet(self.path / "predictions.parquet")
+
+    def open_samples(self) -> Samples:
+        """The run's samples re-read from their source, in ``samples.csv`` order (exporters read images from it).
+
+        Raises CrustCleanError when a sample of the run is no longer in the source.
+        """
+        source = self.source
+        options = self.config.data.source_options()
+        samples = load_source(source["source"], **options)
+        position = {sample_id: i for i, sample_id in enumerate(samples.sample_ids)}
+        wanted = self.samples["sample_id"].tolist()
+        missing = [s for s in wanted if s not in position]
+        if missing:
+            raise CrustCleanError(f"{len(missing)} samples of {self.path} are no longer in {source['source']}, "
+                                  f"e.g. {missing[0]!r}")
+        return samples.subset([position[s] for s in wanted])
 
     @property
     def metrics(self) -> dict:

@@ -69,6 +69,15 @@ class Samples:
         """The row of each sample in its HF dataset split; None for files."""
         return self.images.rows.tolist() if isinstance(self.images, DatasetImages) else [None] * len(self)
 
+    def subset(self, indices: Sequence[int]) -> "Samples":
+        """These samples at ``indices``, in that order (same classes, source and skipped list)."""
+        indices = list(indices)
+        return Samples(
+            name=self.name, root=self.root, sample_ids=[self.sample_ids[i] for i in indices],
+            images=self.images.take(indices), labels=self.labels[indices], class_names=self.class_names,
+            origin=self.origin, skipped=self.skipped, sizes=[self.sizes[i] for i in indices],
+        )
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=self.num_classes)
         return dict(zip(self.class_names, counts.tolist()))

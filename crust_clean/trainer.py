@@ -37,6 +37,7 @@ class PassOutputs:
     predicted: np.ndarray  # argmax class
     prob_given: np.ndarray  # softmax probability of the given label
     proxies: torch.Tensor  # (n, d) gradient proxies (on the training device)
+    logits: np.ndarray  # (n, K) float32
 
 
 @dataclass
@@ -135,6 +136,7 @@ def eval_pass(model, dataset: ImageDataset, *, cfg: RunConfig, device: Device, w
         predicted=logits.argmax(1).cpu().numpy(),
         prob_given=probs.gather(1, labels[:, None])[:, 0].cpu().numpy(),
         proxies=proxies,
+        logits=logits.cpu().numpy(),
     )
 
 

@@ -149,3 +149,31 @@ def test_a_manifest_of_the_same_images_gives_the_same_ids_and_columns(run, noisy
         manifest.unlink()
     assert list(from_manifest.scores.columns) == list(run.scores.columns)
     pd.testing.assert_frame_equal(from_manifest.samples.drop(columns="split"), samples.drop(columns="split"))
+
+
+def test_predictions_are_the_saved_model_on_every_sample(run):
+    from timm.data import create_transform
+
+    from crust_clean.images import FileImages
+
+    predictions = run.predictions()
+    samples = run.samples
+    assert predictions["sample_id"].tolist() == samples["sample_id"].tolist()  # train and val
+    logits = np.stack(predictions["logits"].to_numpy())
+    assert logits.shape == (len(samples), 4)
+    probs = torch.tensor(logits).softmax(1)
+    np.testing.assert_allclose(predictions["confidence"], probs.max(1).values.numpy(), rtol=1e-5)
+    info = run.model_info
+    assert predictions["predicted_label"].tolist() == [info["class_names"][c] for c in logits.argmax(1)]
+    transform = create_transform(input_size=(3, info["img_size"], info["img_size"]), mean=info["mean"],
+                                 std=info["std"], interpolation=info["interpolation"], crop_pct=1.0)
+    images = FileImages([samples["path"][i] for i in range(5)])
+    with torch.no_grad():
+        again = run.load_model()(torch.stack([transform(images[i]) for i in range(5)]))
+    np.testing.assert_allclose(again.numpy(), logits[:5], rtol=1e-4, atol=1e-4)
+
+
+def test_open_samples_reads_the_run_s_samples_from_the_source_again(run):
+    samples = run.open_samples()
+    assert samples.sample_ids == run.samples["sample_id"].tolist()
+    assert [str(p) for p in samples.paths] == run.samples["path"].tolist()
