@@ -107,6 +107,87 @@ def configs():
     click.echo(f"\n(in {CONFIG_DIR})")
 
 
+@cli.group()
+def export():
+    """Export a run: into FiftyOne for review, or as a cleaned dataset manifest."""
+
+
+def _suspect_options(command):
+    command = click.option("--threshold", type=float, help="suspects: score above this [default: 0.5]")(command)
+    return click.option("--top", type=int, help="suspects: the K highest scores (instead of --threshold)")(command)
+
+
+@export.command("fiftyone")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", help="FiftyOne dataset [default: crust-<run folder>, or the run's fo: source]")
+@click.option("--persistent/--no-persistent", default=True, show_default=True,
+              help="keep the dataset after this process exits")
+@_suspect_options
+@click.option("--overwrite", is_flag=True, help="write into a dataset that holds another run or is not ours")
+@_user_errors
+def export_fiftyone(run, name, persistent, top, threshold, overwrite):
+    """Write RUN's samples, scores and predictions into a FiftyOne dataset with saved review views."""
+    from .fiftyone_export import export_to_fiftyone
+
+    dataset = export_to_fiftyone(run, name=name, persistent=persistent, top=top, threshold=threshold,
+                                 overwrite=overwrite, progress=True)
+    suspects = len(dataset.match_tags("crust:suspect"))
+    click.echo(f"FiftyOne dataset {dataset.name!r}: {len(dataset)} samples, {suspects} tagged crust:suspect")
+    click.echo(f"saved views: {', '.join(dataset.list_saved_views())}")
+    click.echo(f"review it: crust-clean review {run}")
+
+
+@export.command("manifest")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="output folder")
+@click.option("--policy", type=click.Choice(["reviewed", "auto"]), default="reviewed", show_default=True,
+              help="reviewed: the decisions made in FiftyOne; auto: drop / relabel the suspects without review")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "imagefolder", "hf"]), default="csv",
+              show_default=True, help="format of the cleaned dataset")
+@click.option("--from-fiftyone", help="FiftyOne dataset holding the decisions [default: the run's export]")
+@_suspect_options
+@click.option("--relabel-confidence", type=float, default=0.9, show_default=True,
+              help="auto: the model's smallest confidence to relabel a suspect instead of dropping it")
+@click.option("--copy", is_flag=True, help="imagefolder: copy the images instead of symlinking them")
+@click.option("--overwrite", is_flag=True, help="replace an existing output folder")
+@_user_errors
+def export_manifest_command(run, out, policy, fmt, from_fiftyone, top, threshold, relabel_confidence, copy,
+                            overwrite):
+    """Write RUN's cleaned dataset (drop / relabel applied) and the kept / dropped / relabeled lists."""
+    from .manifest import export_manifest
+
+    written = export_manifest(run, out, policy=policy, fmt=fmt, from_fiftyone=from_fiftyone, top=top,
+                              threshold=threshold, relabel_confidence=relabel_confidence, copy=copy,
+                              overwrite=overwrite)
+    click.echo(f"kept {written.kept}, relabeled {written.relabeled}, dropped {written.dropped}"
+               + (f"; {written.unreviewed_suspects} suspects not reviewed (kept, listed in "
+                  f"{written.out / 'unreviewed_suspects.csv'})" if written.unreviewed_suspects else ""))
+    click.echo(f"cleaned dataset: {written.dataset}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", help="FiftyOne dataset [default: the run's export]")
+@click.option("--port", type=int, default=5151, show_default=True)
+@click.option("--remote", is_flag=True, help="serve without opening a browser (headless server; forward the port)")
+@_user_errors
+def review(run, name, port, remote):
+    """Open the FiftyOne App on RUN's exported dataset, in the suspects view (Ctrl-C to stop)."""
+    from .fiftyone_export import launch_review
+
+    session = launch_review(run, name=name, port=port, remote=remote)
+    click.echo(f"FiftyOne App: {session.url}")
+    session.wait(-1)
+
+
+@cli.command("plugin-path")
+def plugin_path():
+    """Print the folder to put in FIFTYONE_PLUGINS_DIR for the review plugin."""
+    from .fiftyone_export import PLUGINS_DIR
+
+    click.echo(PLUGINS_DIR)
+
+
 def _print_description(info: dict) -> None:
     click.echo(f"\n# dataset: {info['source']} ({info['kind']})")
     details = {k: v for k, v in info["origin"].items() if k not in ("kind", "source", "path") and v is not None}

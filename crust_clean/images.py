@@ -31,6 +31,9 @@ def open_rgb(file: Path | bytes, name: str) -> Image.Image:
         raise CrustCleanError(f"cannot decode image {name}: {err}") from None
 
 
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif", "GIF": "gif"}
+
+
 class FileImages:
     """Images stored as files."""
 
@@ -63,6 +66,25 @@ class DatasetImages:
     def __getitem__(self, i: int) -> Image.Image:
         row = int(self.rows[i])
         return open_rgb(encoded_image(self.dataset[row][self.column]), f"row {row}")
+
+    def save(self, i: int, folder: Path) -> Path:
+        """Write item i's encoded bytes, unchanged, to ``folder/<row>.<ext>`` once; return the file.
+
+        A row that refers to a local file returns that file. Used to give HF rows a file for exporters.
+        """
+        row = int(self.rows[i])
+        encoded = encoded_image(self.dataset[row][self.column])
+        if isinstance(encoded, Path):
+            return encoded
+        with Image.open(io.BytesIO(encoded)) as image:
+            extension = _EXTENSIONS.get(image.format or "", (image.format or "bin").lower())
+        target = folder / f"{row}.{extension}"
+        if not target.exists():
+            from .atomic import atomic_path
+
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(encoded)
+        return target
 
     def take(self, indices: Sequence[int]) -> "DatasetImages":
         taken = DatasetImages.__new__(DatasetImages)

@@ -376,6 +376,24 @@ class Run:
         """The saved model on every sample: sample_id, predicted_label, confidence, logits (an array per row)."""
         return pd.read_parquet(self.path / "predictions.parquet")
 
+    def review_table(self, *, top: int | None = None, threshold: float | None = None) -> pd.DataFrame:
+        """Every sample (samples.csv order) with its scores (train samples), the saved model's prediction
+        (``predicted_label`` = the robust model's, ``confidence``, ``logits``) and ``suspect``: the ``top``
+        highest scores, or score > ``threshold`` (default 0.5). What exporters and manifests work from."""
+        if top is not None and threshold is not None:
+            raise BadInputError("give --top or --threshold, not both")
+        if top is not None and top < 0:
+            raise BadInputError("--top must be >= 0")
+        table = self.samples.merge(self.predictions(), on="sample_id", how="left", validate="one_to_one")
+        scores = self.scores.drop(columns=["path", "given_label", "predicted_label", "suspect"])
+        table = table.merge(scores, on="sample_id", how="left", validate="one_to_one")
+        if top is not None:
+            rank = table["score"].fillna(-np.inf).rank(method="first", ascending=False)
+            table["suspect"] = (rank <= top) & table["score"].notna()
+        else:
+            table["suspect"] = table["score"] > (SUSPECT_THRESHOLD if threshold is None else threshold)
+        return table
+
     def open_samples(self) -> Samples:
         """The run's samples re-read from their source, in ``samples.csv`` order (exporters read images from it).
 

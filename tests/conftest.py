@@ -87,7 +87,8 @@ def fiftyone(tmp_path_factory):
                 pytest.fail(f"mongod did not start (exit code {process.poll()})")
             time.sleep(0.1)
     os.environ.update(FIFTYONE_DATABASE_URI=f"mongodb://127.0.0.1:{port}", FIFTYONE_DATABASE_VALIDATION="false",
-                      FIFTYONE_DO_NOT_TRACK="true", FIFTYONE_DATABASE_NAME="crust_clean_tests")
+                      FIFTYONE_DO_NOT_TRACK="true", FIFTYONE_DATABASE_NAME="crust_clean_tests",
+                      FIFTYONE_PLUGINS_DIR=str(Path(__file__).resolve().parent.parent / "plugins"))
     import fiftyone
 
     return fiftyone
