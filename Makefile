@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 
 WEIGHTS := weights/efficientnet_lite0-imagenet.safetensors
 
-.PHONY: install demo test weights bench-selection bench-loading clean
+.PHONY: install demo test weights screenshot bench-selection bench-loading clean
 
 install: $(INSTALLED)
 
@@ -29,6 +29,11 @@ weights: $(WEIGHTS)
 
 $(WEIGHTS): $(INSTALLED) scripts/efficientnet_lite0_weights.py
 	$(BIN)/python scripts/efficientnet_lite0_weights.py $@
+
+# The README's picture of the App (needs Debian's chromium; runs the demo first when there is no demo/run)
+screenshot: $(INSTALLED)
+	test -f demo/run/predictions.parquet || $(MAKE) demo
+	$(BIN)/python scripts/screenshot.py demo/run --out docs/fiftyone-suspects.png
 
 bench-selection: $(INSTALLED)
 	$(BIN)/python benchmarks/selection.py

@@ -1,5 +1,7 @@
 """Export into FiftyOne (real mongod): fields, tags, saved views, Brain mistakenness, idempotent re-export."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,25 @@ def test_a_run_on_a_fiftyone_source_writes_back_into_that_dataset(fiftyone, nois
     assert len(dataset.match_tags("crust:suspect")) == len(run.scores)  # every score is > 0
     disagreements = dataset.load_saved_view("disagreements")
     assert all(s.crust_prediction.label != s.truth.label for s in disagreements)
+
+
+def test_rows_of_a_hf_dataset_are_written_once_to_run_media(fiftyone, noisy_colours, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from crust_clean.fiftyone_export import export_to_fiftyone
+    from crust_clean.sources import scan_image_folder
+
+    folder = scan_image_folder(noisy_colours)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=folder.class_names)})
+    table = datasets.Dataset.from_dict(
+        {"image": [{"bytes": p.read_bytes(), "path": None} for p in folder.paths], "label": folder.labels.tolist()},
+        features=features)
+    table.save_to_disk(tmp_path / "hf")
+    run = crust_clean.fit(tmp_path / "hf", out=tmp_path / "run", **{**QUICK, "epochs": 1, "warmup_epochs": 1})
+    dataset = export_to_fiftyone(run, name="from-hf")
+    files = dataset.values("filepath")
+    assert all(os.path.dirname(f) == str(run.path / "media") for f in files)
+    first = dict(zip(dataset.values("crust_sample_id"), files))["7"]
+    assert open(first, "rb").read() == folder.paths[7].read_bytes()  # the encoded bytes, unchanged
+    stamp = {f: os.stat(f).st_mtime_ns for f in files}
+    export_to_fiftyone(run, name="from-hf")
+    assert {f: os.stat(f).st_mtime_ns for f in files} == stamp  # written once
