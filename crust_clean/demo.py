@@ -20,15 +20,7 @@ from PIL import Image
 
 from .config import CLASS_SPLITS, PROXIES, SELECTORS
 from .evaluation import detection_metrics
-
-
-def symmetric_noise(labels: np.ndarray, noise: float, num_classes: int, rng: np.random.Generator) -> np.ndarray:
-    """Replace the labels of ``round(noise * n)`` random samples by a uniformly drawn other class."""
-    noisy = labels.copy()
-    flip = rng.choice(len(labels), size=int(round(noise * len(labels))), replace=False)
-    shift = rng.integers(1, num_classes, size=len(flip))  # never 0: the new label differs
-    noisy[flip] = (labels[flip] + shift) % num_classes
-    return noisy
+from .noise import symmetric_noise
 
 
 def build_digits(out: str | Path, *, noise: float = 0.2, test_fraction: float = 0.2, size: int = 32,

@@ -11,6 +11,7 @@ medoid          string   sample_id of the medoid whose cluster holds the sample;
 loss            float32  cross-entropy w.r.t. the given label, after this epoch's training
 predicted_label int64    argmax class after this epoch's training
 prob_given      float32  softmax probability of the given label after this epoch's training
+margin          float32  logit of the given label minus the largest other logit (AUM's margin)
 =============== =======  ==========================================================================
 
 Selection columns describe the coreset trained on *in* epoch e; the other columns the eval pass at
@@ -36,7 +37,7 @@ class Ledger:
         self._epochs: list[pd.DataFrame] = []
 
     def append(self, epoch: int, *, loss: np.ndarray, predicted: np.ndarray, prob_given: np.ndarray,
-               selection: Selection | None) -> None:
+               margin: np.ndarray, selection: Selection | None) -> None:
         n = len(self.sample_ids)
         if selection is None:
             selected = pd.array([pd.NA] * n, dtype="boolean")
@@ -55,6 +56,7 @@ class Ledger:
             "loss": np.asarray(loss, dtype=np.float32),
             "predicted_label": np.asarray(predicted, dtype=np.int64),
             "prob_given": np.asarray(prob_given, dtype=np.float32),
+            "margin": np.asarray(margin, dtype=np.float32),
         }))
 
     def frame(self) -> pd.DataFrame:

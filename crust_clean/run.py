@@ -31,7 +31,7 @@ import pandas as pd
 from .atomic import atomic_path, write_text
 from .config import RunConfig, apply_options, dump_yaml, from_dict, load_yaml
 from .errors import BadInputError, CrustCleanError
-from .scores import SUSPECT_THRESHOLD, is_suspect, score_samples
+from .scores import SUSPECT_THRESHOLD, is_suspect, margins, score_samples
 from .sources import Samples, load_source, read_true_labels, stratified_split
 
 RUN_OUTPUTS = ("config.yaml", "source.json", "samples.csv", "ledger.parquet", "scores.csv", "metrics.json",
@@ -135,7 +135,7 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
                         progress=progress):
         o = result.outputs
         ledger.append(result.epoch, loss=o.loss, predicted=o.predicted, prob_given=o.prob_given,
-                      selection=result.selection)
+                      margin=margins(o.logits, labels[train_idx]), selection=result.selection)
         sum_doubt += 1.0 - o.prob_given
         row = _epoch_metrics(result, labels[train_idx], sum_doubt / (result.epoch + 1), is_noisy)
         epochs.append(row)
@@ -337,6 +337,7 @@ def _scores_table(ledger: pd.DataFrame, samples: Samples, train_idx: np.ndarray)
         "epochs_selected": per_sample["epochs_selected"].to_numpy(),
         "prob_given": per_sample["prob_given"].to_numpy(),
         "mean_loss": per_sample["mean_loss"].to_numpy(),
+        "aum": per_sample["aum"].to_numpy(),
     })
     return table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 

@@ -20,6 +20,17 @@ import pandas as pd
 SUSPECT_THRESHOLD = 0.5
 
 
+def margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(n,) logit of the given label minus the largest other logit: negative where the model prefers
+    another class. Its mean over epochs is the area under the margin (AUM, Pleiss et al. 2020)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    rows = np.arange(len(labels))
+    given = logits[rows, labels]
+    others = logits.copy()
+    others[rows, labels] = -np.inf
+    return given - others.max(axis=1)
+
+
 def score_samples(ledger: pd.DataFrame) -> pd.DataFrame:
     """Aggregate a ledger (see ``crust_clean.ledger``) into one row per sample.
 
@@ -29,8 +40,8 @@ def score_samples(ledger: pd.DataFrame) -> pd.DataFrame:
     ``score`` (mean of 1 - prob_given; higher = more likely mislabeled), ``selection_rate`` (share of
     selection epochs in which the sample was in the coreset; NaN when the run had no selection
     epochs), ``never_selected`` (selection epochs exist and the sample entered none),
-    ``epochs_selected``, ``predicted_label`` and ``prob_given`` (both from the last epoch) and
-    ``mean_loss``.
+    ``epochs_selected``, ``predicted_label`` and ``prob_given`` (both from the last epoch),
+    ``mean_loss`` and ``aum`` (mean margin: lower = more likely mislabeled; NaN for ledgers without it).
     """
     grouped = ledger.groupby("sample_id", sort=False)
     last = ledger[ledger["epoch"] == ledger["epoch"].max()].set_index("sample_id")
@@ -44,6 +55,7 @@ def score_samples(ledger: pd.DataFrame) -> pd.DataFrame:
         "predicted_label": last["predicted_label"],
         "prob_given": last["prob_given"].astype(np.float64),
         "mean_loss": grouped["loss"].mean().astype(np.float64),
+        "aum": grouped["margin"].mean().astype(np.float64) if "margin" in ledger else np.nan,
     })
     out.index.name = "sample_id"
     return out

@@ -37,7 +37,7 @@ def test_every_output_is_written_with_the_right_shape(run, noisy_colours):
 
     ledger = run.ledger()
     assert list(ledger.columns) == ["epoch", "sample_id", "selected", "weight", "medoid", "loss",
-                                    "predicted_label", "prob_given"]
+                                    "predicted_label", "prob_given", "margin"]
     assert len(ledger) == n_train * QUICK["epochs"]
     warmup = ledger["epoch"] < QUICK["warmup_epochs"]
     assert ledger.loc[warmup, ["selected", "weight", "medoid"]].isna().all().all()

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crust_clean.evaluation import detection_metrics
-from crust_clean.scores import is_suspect, score_samples
+from crust_clean.evaluation import detection_metrics, ranking_metrics
+from crust_clean.scores import is_suspect, margins, score_samples
 
 
 def ledger(rows):
@@ -44,3 +44,30 @@ def test_detection_metrics_against_hand_counts():
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == 1.0
     assert m["auroc"] == pytest.approx(5 / 6)  # 5 of the 6 noisy/clean pairs are ordered right
     assert detection_metrics(score, np.zeros(5, bool))["auroc"] is None
+
+
+def test_margin_is_given_logit_minus_the_best_other():
+    logits = np.array([[2.0, 1.0, -1.0], [0.5, 3.0, 1.0], [1.0, 1.0, 0.0]])
+    labels = np.array([0, 0, 1])
+    expected = [2.0 - 1.0, 0.5 - 3.0, 1.0 - 1.0]
+    np.testing.assert_allclose(margins(logits, labels), expected)
+    frame = ledger([(0, "a", None, 0.5, 0), (1, "a", None, 0.7, 0)])
+    frame["margin"] = [1.0, -3.0]
+    assert score_samples(frame).loc["a", "aum"] == pytest.approx(-1.0)
+
+
+def test_ranking_metrics_against_brute_force():
+    rng = np.random.default_rng(0)
+    score = rng.random(200)
+    noisy = rng.random(200) < 0.3
+    m = ranking_metrics(score, noisy, flagged=score > 0.8)
+    pairs = [(s_n > s_c) + 0.5 * (s_n == s_c) for s_n in score[noisy] for s_c in score[~noisy]]
+    assert m["auroc"] == pytest.approx(np.mean(pairs))
+    k = int(noisy.sum())
+    top = np.zeros(200, bool)
+    top[np.argsort(-score)[:k]] = True
+    hits = (top & noisy).sum()
+    assert m["at_noise_count"]["precision"] == pytest.approx(hits / k) == m["at_noise_count"]["recall"]
+    flagged = score > 0.8
+    assert m["own_rule"]["precision"] == pytest.approx((flagged & noisy).sum() / flagged.sum())
+    assert m["recall_top_5pct"] == pytest.approx((noisy[np.argsort(-score)[:10]]).sum() / k)
