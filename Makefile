@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 
 WEIGHTS := weights/efficientnet_lite0-imagenet.safetensors
 
-.PHONY: install demo test weights screenshot bench-selection bench-loading clean
+.PHONY: install demo test weights screenshot bench-quick bench-selection bench-loading clean
 
 install: $(INSTALLED)
 
@@ -34,6 +34,11 @@ $(WEIGHTS): $(INSTALLED) scripts/efficientnet_lite0_weights.py
 screenshot: $(INSTALLED)
 	test -f demo/run/predictions.parquet || $(MAKE) demo
 	$(BIN)/python scripts/screenshot.py demo/run --out docs/fiftyone-suspects.png
+
+# Detection benchmark at quick settings (needs ../shared/data; about 30 minutes on 2 CPU cores)
+bench-quick: $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/detect.py --subset 2000 --epochs 20 --seeds 0
 
 bench-selection: $(INSTALLED)
 	$(BIN)/python benchmarks/selection.py

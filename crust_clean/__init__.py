@@ -5,21 +5,22 @@ Public API (heavy libraries load on first use, so ``import crust_clean`` is fast
     run = crust_clean.fit("images/", out="runs/first", epochs=20)
     run.scores            # suspects first: higher score = more likely mislabeled
     run.load_model()      # a timm model with the robust weights
+    crust_clean.export_to_fiftyone(run)                    # review in the FiftyOne App
+    crust_clean.export_manifest(run, "cleaned/", policy="reviewed")   # the cleaned dataset
 """
 
 from .errors import BadInputError, CrustCleanError
 
 __version__ = "0.1.0"
-__all__ = ["fit", "describe", "Run", "RunConfig", "CrustCleanError", "BadInputError", "__version__"]
+__all__ = ["fit", "describe", "Run", "RunConfig", "load_source", "export_to_fiftyone", "export_manifest",
+           "CrustCleanError", "BadInputError", "__version__"]
+_LAZY = {"fit": "run", "describe": "run", "Run": "run", "RunConfig": "config", "load_source": "sources",
+         "export_to_fiftyone": "fiftyone_export", "export_manifest": "manifest"}
 
 
 def __getattr__(name: str):
-    if name in ("fit", "describe", "Run"):
-        from . import run
+    if name in _LAZY:
+        import importlib
 
-        return getattr(run, name)
-    if name == "RunConfig":
-        from .config import RunConfig
-
-        return RunConfig
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'crust_clean' has no attribute {name!r}")
