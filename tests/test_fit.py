@@ -177,3 +177,12 @@ def test_open_samples_reads_the_run_s_samples_from_the_source_again(run):
     samples = run.open_samples()
     assert samples.sample_ids == run.samples["sample_id"].tolist()
     assert [str(p) for p in samples.paths] == run.samples["path"].tolist()
+
+
+def test_progress_bars_do_not_change_the_run(noisy_colours, tmp_path):
+    # each DataLoader iterator draws from the loader's seeded generator: whatever wraps the loader for
+    # display must not open one of its own (tqdm does), or the data order depends on the wrapper
+    options = {**QUICK, "epochs": 2, "warmup_epochs": 1}
+    quiet = crust_clean.fit(noisy_colours, out=tmp_path / "quiet", **options)
+    shown = crust_clean.fit(noisy_colours, out=tmp_path / "shown", **{**options, "progress": True})
+    pd.testing.assert_frame_equal(quiet.ledger(), shown.ledger())
