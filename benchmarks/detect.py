@@ -218,6 +218,7 @@ def mistakenness_scores(run, train_ids: list[str]) -> np.ndarray:
 
 
 def run_dataset(name: str, args) -> dict:
+    from crust_clean.errors import CrustCleanError
     from crust_clean.evaluation import ranking_metrics
 
     grid = CRUST_GRID_FULL if args.full_grid else CRUST_GRID_QUICK
@@ -261,8 +262,14 @@ def run_dataset(name: str, args) -> dict:
             record("ce: fiftyone mistakenness", mistakenness, mistakenness > 0.5, seconds, args.epochs, ids, test_ce)
             for setting in grid:
                 selector, split, proxy = setting.split("/")
-                run, seconds = fit(data, work / setting.replace("/", "-"), args.epochs, seed, args.augment,
-                                   selector=selector, class_split=split, proxy=proxy)
+                try:
+                    run, seconds = fit(data, work / setting.replace("/", "-"), args.epochs, seed, args.augment,
+                                       selector=selector, class_split=split, proxy=proxy)
+                except CrustCleanError as err:  # e.g. a diverged run: record it, go on with the others
+                    result.setdefault("failures", []).append({"method": f"crust {setting}", "seed": seed,
+                                                              "error": str(err)})
+                    print(f"[{name} seed {seed}] crust {setting}: FAILED: {err}", flush=True)
+                    continue
                 run_scores = run.scores.set_index("sample_id").loc[ids]
                 record(f"crust {setting}", run_scores["score"].to_numpy(), run_scores["suspect"].to_numpy(),
                        seconds, args.epochs, ids, run.evaluate(data["test"]))
@@ -356,6 +363,8 @@ def write_markdown() -> None:
                 f"{_mean_std([r['recall_top_1pct'] for r in runs])} / {_mean_std([r['recall_top_5pct'] for r in runs])} | "
                 f"{_mean_std([r['test_accuracy'] for r in runs])} | {np.mean([r['seconds'] for r in runs]):.0f} | "
                 f"{runs[0]['epochs']:g} |")
+        for failure in result.get("failures", []):
+            lines.append(f"\n**{failure['method']} failed** (seed {failure['seed']}): {failure['error']}")
         lines += ["", f"![precision-recall]({'results/' + path.stem}-pr.png)", ""]
         if (RESULTS / f"{path.stem}-coreset.png").exists():
             lines += [f"![coreset label accuracy]({'results/' + path.stem}-coreset.png)", ""]
