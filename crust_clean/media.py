@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .errors import CrustCleanError
 from .images import DatasetImages
 
 
@@ -19,7 +20,8 @@ def sample_files(run, *, progress: bool = False) -> list[Path]:
     if table["path"].notna().all():
         return [Path(p) for p in table["path"]]
     samples = run.open_samples()
-    assert isinstance(samples.images, DatasetImages)
+    if not isinstance(samples.images, DatasetImages):  # paths are missing only for HF rows
+        raise CrustCleanError(f"{run.path}/samples.csv lacks paths for samples that are files")
     folder = run.path / "media"
     return [samples.images.save(i, folder)
             for i in tqdm(range(len(samples)), desc="writing images to RUN/media", disable=not progress)]
