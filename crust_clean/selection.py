@@ -196,6 +196,8 @@ def normalize_weights(cluster_sizes: np.ndarray, *, max_weight: float) -> np.nda
     removed mass spread over the others in proportion to their r_j (repeated until none exceeds the
     cap). Relative weights below the cap are kept exactly. Without the cap one medoid of a predicted-
     label class can carry hundreds of times the mean weight and collapse training (crust.md).
+    A medoid with an empty cluster (it duplicates another medoid) represents no sample and keeps weight
+    0; when only such medoids are left to take the removed mass, the mean stays below 1.
     """
     r = np.asarray(cluster_sizes, dtype=np.float64)
     if max_weight < 1:
@@ -206,7 +208,11 @@ def normalize_weights(cluster_sizes: np.ndarray, *, max_weight: float) -> np.nda
     while True:
         free = ~capped
         weights[capped] = max_weight
-        weights[free] = r[free] * (k - max_weight * capped.sum()) / r[free].sum()
+        free_mass = r[free].sum()
+        if free_mass == 0:  # only empty clusters are uncapped (0 / 0 here once made the weights NaN)
+            weights[free] = 0.0
+            return weights
+        weights[free] = r[free] * (k - max_weight * capped.sum()) / free_mass
         newly = free & (weights > max_weight)
         if not newly.any():
             return weights

@@ -131,6 +131,16 @@ def test_normalize_weights_mean_one_capped_and_proportional():
     assert w2[4] == pytest.approx(2.0) and w2[0] == pytest.approx(w2[1])
 
 
+def test_normalize_weights_with_empty_clusters_stays_finite():
+    # duplicate medoids leave clusters empty; once every non-empty one is capped, 0 / 0 made the
+    # weights NaN and a centrality run "diverged" (long MNIST run without augmentation)
+    w = normalize_weights(np.array([90, 10, 0, 0, 0, 0]), max_weight=2.0)
+    assert np.isfinite(w).all()
+    np.testing.assert_allclose(w, [2.0, 2.0, 0, 0, 0, 0])
+    w = normalize_weights(np.array([5, 3, 0, 0]), max_weight=5.0)  # cap not reached: mean 1, empties 0
+    np.testing.assert_allclose(w, [2.5, 1.5, 0, 0])
+
+
 def test_mixup_partners_stay_in_their_cluster():
     assignment = np.array([0, 1, 0, 2, 1, 0, 2, 2, 1, 0])
     medoids = np.array([0, 1, 3, 9])  # cluster 3 is empty: medoid 9 is its own partner
