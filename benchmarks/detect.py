@@ -142,24 +142,6 @@ def fit(data: dict, out: Path, epochs: int, seed: int, augment: bool, **options)
     return run, time.perf_counter() - start
 
 
-def predict_probs(run, paths: list[Path]) -> np.ndarray:
-    """Softmax of the run's saved model on image files (eval transform)."""
-    import torch
-    from timm.data import create_transform
-
-    from crust_clean.data import ImageDataset
-    from crust_clean.images import FileImages
-
-    info = run.model_info
-    transform = create_transform(input_size=(3, info["img_size"], info["img_size"]), mean=tuple(info["mean"]),
-                                 std=tuple(info["std"]), interpolation=info["interpolation"], crop_pct=1.0)
-    model = run.load_model()
-    loader = torch.utils.data.DataLoader(ImageDataset(FileImages(paths), np.zeros(len(paths), np.int64), transform),
-                                         batch_size=256)
-    with torch.no_grad():
-        return torch.cat([model(x).softmax(1) for x, _, _ in loader]).numpy()
-
-
 def cleanlab_scores(data: dict, train_ids: list[str], epochs: int, seed: int, augment: bool, work: Path) -> dict:
     """cleanlab find_label_issues on 5-fold out-of-sample probabilities (5 CE fits of 4/5 of the data)."""
     from cleanlab.filter import find_label_issues
@@ -167,6 +149,7 @@ def cleanlab_scores(data: dict, train_ids: list[str], epochs: int, seed: int, au
     from sklearn.model_selection import StratifiedKFold
 
     import crust_clean
+    from crust_clean.images import FileImages
 
     ids = pd.read_csv(data["truth"], dtype=str)["sample_id"].to_numpy()
     given_names = np.array([s.split("/")[0] for s in ids])
@@ -183,7 +166,7 @@ def cleanlab_scores(data: dict, train_ids: list[str], epochs: int, seed: int, au
         run = crust_clean.fit(manifest, out=work / f"fold{k}", config="cpu-quick", epochs=epochs, seed=seed,
                               augment=augment, selector="none", val_fraction=0.0, progress=False, overwrite=True)
         assert run.model_info["class_names"] == classes
-        probs[held_rows] = predict_probs(run, [data["train"] / s for s in ids[held_rows]])
+        probs[held_rows] = run.predict_probs(FileImages([data["train"] / s for s in ids[held_rows]]))
     flagged = find_label_issues(given, probs)
     quality = get_label_quality_scores(given, probs)
     position = {s: i for i, s in enumerate(ids)}

@@ -13,7 +13,7 @@ import typing
 
 import click
 
-from .config import RunConfig
+from .config import MANIFEST_FORMATS, MANIFEST_POLICIES, RunConfig
 from .errors import CrustCleanError
 
 _PYTHON_TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING}
@@ -140,9 +140,9 @@ def export_fiftyone(run, name, persistent, top, threshold, overwrite):
 @export.command("manifest")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="output folder")
-@click.option("--policy", type=click.Choice(["reviewed", "auto"]), default="reviewed", show_default=True,
+@click.option("--policy", type=click.Choice(MANIFEST_POLICIES), default="reviewed", show_default=True,
               help="reviewed: the decisions made in FiftyOne; auto: drop / relabel the suspects without review")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "imagefolder", "hf"]), default="csv",
+@click.option("--format", "fmt", type=click.Choice(MANIFEST_FORMATS), default="csv",
               show_default=True, help="format of the cleaned dataset")
 @click.option("--from-fiftyone", help="FiftyOne dataset holding the decisions [default: the run's export]")
 @_suspect_options

@@ -23,6 +23,9 @@ PROXIES = ("last-layer", "logits")
 GREEDY = ("lazy", "stochastic", "naive")
 CACHES = ("auto", "none", "memory", "disk")
 KEY_MAPS = ("none", "order")
+#: ``export manifest`` choices (here so the CLI can offer them without importing pandas)
+MANIFEST_POLICIES = ("reviewed", "auto")
+MANIFEST_FORMATS = ("csv", "jsonl", "imagefolder", "hf")
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:

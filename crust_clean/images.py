@@ -12,7 +12,6 @@ Stores pickle cheaply (paths, a memory-mapped Arrow table, a memory map), so Dat
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -155,7 +154,6 @@ class DecodedCache:
             pixels = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
         else:
             pixels = np.memmap(file, dtype=np.uint8, mode="r") if file.stat().st_size else np.zeros(0, np.uint8)
-            file.with_suffix(".json").write_text(json.dumps({"shorter_side": shorter_side, "images": len(store)}))
         return cls(pixels, offsets, shapes)
 
 

@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import MANIFEST_FORMATS, MANIFEST_POLICIES
 from .errors import BadInputError
 from .fiftyone_export import DECISIONS
 from .run import Run
 
-POLICIES = ("reviewed", "auto")
-FORMATS = ("csv", "jsonl", "imagefolder", "hf")
+POLICIES, FORMATS = MANIFEST_POLICIES, MANIFEST_FORMATS
 LIST_COLUMNS = ["sample_id", "path", "given_label", "label", "score", "decision", "reason", "decided_at"]
 
 

@@ -106,7 +106,7 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
 
     train_idx, val_idx = stratified_split(samples.labels, cfg.data.val_fraction, cfg.train.seed)
     write_text(out / "config.yaml", dump_yaml(cfg))
-    _write_json(out / "source.json", {"source": os.fspath(source), **samples.origin})
+    _write_json(out / "source.json", {"source": _resolved_source(source), **samples.origin})
     _write_samples(out, samples, train_idx, val_idx)
 
     torch.manual_seed(cfg.train.seed)
@@ -194,11 +194,19 @@ def describe(source: str | os.PathLike, config: RunConfig | None = None) -> dict
     samples = load_source(source, **(config or RunConfig()).data.source_options())
     sizes = Counter(f"{w}x{h}" for w, h in samples.sizes)
     return {
-        "source": str(source), "kind": samples.origin["kind"], "origin": samples.origin, "samples": len(samples), "classes": samples.num_classes,
+        "source": str(source), "kind": samples.origin["kind"], "origin": samples.origin,
+        "samples": len(samples), "classes": samples.num_classes,
         "counts_per_class": samples.class_counts(),
         "image_sizes": dict(sizes.most_common(5)), "distinct_image_sizes": len(sizes),
         "skipped": [{"sample_id": s, "reason": r} for s, r in samples.skipped],
     }
+
+
+def _resolved_source(source: str | os.PathLike) -> str:
+    """The source as ``load_source`` takes it, with a local path made absolute (exporters re-open it later,
+    possibly from another working directory)."""
+    spec = os.fspath(source)
+    return spec if spec.startswith(("hf:", "fo:")) else str(Path(spec).resolve())
 
 
 def _default_run_dir(cfg: RunConfig, samples: Samples) -> Path:
@@ -435,13 +443,26 @@ class Run:
         )
         return model.eval()
 
-    def evaluate(self, source: str | os.PathLike, *, batch_size: int = 256, **source_options: Any) -> float:
-        """Accuracy of the saved model on a labelled source (any ``load_source`` takes) using this run's class names."""
+    def predict_probs(self, images, *, batch_size: int = 256) -> np.ndarray:
+        """(n, K) softmax of the saved model on an image store (``crust_clean.images``), eval transform."""
         import torch
         from timm.data import create_transform
 
         from .data import ImageDataset
 
+        info = self.model_info
+        transform = create_transform(
+            input_size=(3, info["img_size"], info["img_size"]), mean=tuple(info["mean"]), std=tuple(info["std"]),
+            interpolation=info["interpolation"], crop_pct=1.0, is_training=False,
+        )
+        model = self.load_model()
+        dataset = ImageDataset(images, np.zeros(len(images), dtype=np.int64), transform)
+        with torch.no_grad():
+            return torch.cat([model(x).softmax(1) for x, _, _ in
+                              torch.utils.data.DataLoader(dataset, batch_size=batch_size)]).numpy()
+
+    def evaluate(self, source: str | os.PathLike, *, batch_size: int = 256, **source_options: Any) -> float:
+        """Accuracy of the saved model on a labelled source (any ``load_source`` takes) using this run's class names."""
         info = self.model_info
         samples = load_source(source, **source_options)
         unknown = sorted(set(samples.class_names) - set(info["class_names"]))
@@ -449,14 +470,5 @@ class Run:
             raise BadInputError(f"classes not in the run: {', '.join(unknown)}")
         index = {name: i for i, name in enumerate(info["class_names"])}
         labels = np.array([index[samples.class_names[c]] for c in samples.labels])
-        transform = create_transform(
-            input_size=(3, info["img_size"], info["img_size"]), mean=tuple(info["mean"]), std=tuple(info["std"]),
-            interpolation=info["interpolation"], crop_pct=1.0, is_training=False,
-        )
-        model = self.load_model()
-        loader = torch.utils.data.DataLoader(ImageDataset(samples.images, labels, transform), batch_size=batch_size)
-        correct = 0
-        with torch.no_grad():
-            for images, targets, _ in loader:
-                correct += int((model(images).argmax(1) == targets).sum())
-        return correct / len(labels)
+        predicted = self.predict_probs(samples.images, batch_size=batch_size).argmax(1)
+        return float((predicted == labels).mean())

@@ -186,3 +186,11 @@ def test_progress_bars_do_not_change_the_run(noisy_colours, tmp_path):
     quiet = crust_clean.fit(noisy_colours, out=tmp_path / "quiet", **options)
     shown = crust_clean.fit(noisy_colours, out=tmp_path / "shown", **{**options, "progress": True})
     pd.testing.assert_frame_equal(quiet.ledger(), shown.ledger())
+
+
+def test_a_run_from_a_relative_path_reopens_its_source_from_anywhere(noisy_colours, tmp_path, monkeypatch):
+    monkeypatch.chdir(noisy_colours.parent)
+    run = crust_clean.fit("images", out=tmp_path / "run", **{**QUICK, "epochs": 1, "warmup_epochs": 1})
+    monkeypatch.chdir(tmp_path)
+    assert run.source["source"] == str(noisy_colours.resolve())
+    assert run.open_samples().sample_ids == run.samples["sample_id"].tolist()
