@@ -110,7 +110,7 @@ def run(data_root: Path, n: int, repeats: int) -> dict:
 
     cfg = from_dict(load_yaml("cpu-quick"))
     model = create_model(cfg.model, 10)
-    train_tf, _ = build_transforms(data_config(model, cfg.model.img_size), cfg.train)
+    train_tf, _ = build_transforms(data_config(model, cfg.model), cfg.train)
     rows, scans = [], {}
     with tempfile.TemporaryDirectory(prefix="crust-clean-loading-") as tmp:
         tmp = Path(tmp)

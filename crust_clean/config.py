@@ -66,6 +66,8 @@ class ModelConfig:
     pretrained_key_map: str = option("none", "how the weights' keys map to timm's: none (same names) or order "
                                      "(same tensors in the same order, checked by shape)", KEY_MAPS)
     img_size: int = option(64, "square input size in pixels")
+    mean: list[float] = option([], "input normalisation mean per channel (3 values; default: the timm model's)")
+    std: list[float] = option([], "input normalisation std per channel (3 values; default: the timm model's)")
 
 
 @dataclass
@@ -124,6 +126,9 @@ class RunConfig:
         _check("crust.max_weight", c.max_weight >= 1, "must be >= 1")
         _check("data.val_fraction", 0 <= self.data.val_fraction < 1, "must be in [0, 1)")
         _check("model.img_size", self.model.img_size >= 8, "must be >= 8")
+        _check("model.mean", len(self.model.mean) in (0, 3), "needs 3 values (one per channel) or none")
+        _check("model.std", len(self.model.std) in (0, 3) and all(v > 0 for v in self.model.std),
+               "needs 3 positive values (one per channel) or none")
         _check("train.epochs", t.epochs >= 1, "must be >= 1")
         _check("train.batch_size", t.batch_size >= 1, "must be >= 1")
         _check("train.lr", t.lr > 0, "must be > 0")

@@ -89,9 +89,12 @@ def _map_by_order(checkpoint: dict, target: dict, is_head: list[bool], path: Pat
     return mapped
 
 
-def data_config(model: torch.nn.Module, img_size: int) -> dict:
-    """timm data config (mean/std/interpolation from the model) at ``img_size``, no centre crop."""
-    return resolve_data_config({"input_size": (3, img_size, img_size), "crop_pct": 1.0}, model=model)
+def data_config(model: torch.nn.Module, cfg: ModelConfig) -> dict:
+    """timm data config at ``cfg.img_size``, no centre crop; mean/std/interpolation from the model unless
+    ``cfg.mean`` / ``cfg.std`` are set (weights ported from another implementation may expect other inputs)."""
+    overrides = {"input_size": (3, cfg.img_size, cfg.img_size), "crop_pct": 1.0}
+    overrides.update({key: tuple(getattr(cfg, key)) for key in ("mean", "std") if getattr(cfg, key)})
+    return resolve_data_config(overrides, model=model)
 
 
 def build_transforms(data_cfg: dict, train_cfg: TrainConfig):

@@ -112,7 +112,7 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     torch.manual_seed(cfg.train.seed)
     device = Device.resolve(cfg.train.device)
     model = models.create_model(cfg.model, samples.num_classes)
-    data_cfg = models.data_config(model, cfg.model.img_size)
+    data_cfg = models.data_config(model, cfg.model)
     train_tf, eval_tf = models.build_transforms(data_cfg, cfg.train)
     labels = samples.labels
     workers = cfg.data.workers if cfg.data.workers is not None else default_workers(device.device)

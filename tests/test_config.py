@@ -24,7 +24,8 @@ def test_unknown_keys_are_named(options, message):
 
 
 @pytest.mark.parametrize("options", [{"selector": "greedy"}, {"coreset_fraction": 0}, {"epochs": 0},
-                                     {"val_fraction": 1.0}, {"max_weight": 0.5}])
+                                     {"val_fraction": 1.0}, {"max_weight": 0.5}, {"mean": [0.5]},
+                                     {"std": [0.5, 0.5, 0.0]}])
 def test_invalid_values_are_rejected(options):
     with pytest.raises(BadInputError):
         apply_options(RunConfig(), options).validate()

@@ -87,3 +87,13 @@ def test_the_finetune_config_trains_from_the_pretrained_weights(lite0_weights, n
     assert run.config.model.name == "efficientnet_lite0" and run.config.model.img_size == QUICK["img_size"]
     assert run.metrics["summary"]["val_accuracy"] is not None
     assert run.load_model().get_classifier().weight.shape == (4, 1280)
+    assert run.model_info["mean"] == run.model_info["std"] == [0.5, 0.5, 0.5]  # the config's, not timm's
+
+
+def test_input_normalisation_defaults_to_the_timm_models_and_can_be_set():
+    from crust_clean.models import data_config
+
+    model = create_model(ModelConfig(name="resnet10t"), num_classes=2)
+    assert data_config(model, ModelConfig(img_size=40))["mean"] == model.pretrained_cfg["mean"]
+    cfg = data_config(model, ModelConfig(img_size=40, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25]))
+    assert (cfg["mean"], cfg["std"], cfg["input_size"]) == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), (3, 40, 40))
