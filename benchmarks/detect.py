@@ -133,16 +133,22 @@ def prepare(name: str, data_root: Path, subset: int, test: int, seed: int, work:
 
 
 # -------------------------------------------------------------------------------------------- methods
-def fit(data: dict, out: Path, epochs: int, seed: int, augment: bool, **options):
+def fit(data: dict, out: Path, epochs: int, seed: int, augment: bool, config: str, **options):
     import crust_clean
 
     start = time.perf_counter()
-    run = crust_clean.fit(data["train"], out=out, config="cpu-quick", epochs=epochs, seed=seed, augment=augment,
+    run = crust_clean.fit(data["train"], out=out, config=config, epochs=epochs, seed=seed, augment=augment,
                           true_labels=str(data["truth"]), progress=False, overwrite=True, **options)
     return run, time.perf_counter() - start
 
 
-def cleanlab_scores(data: dict, train_ids: list[str], epochs: int, seed: int, augment: bool, work: Path) -> dict:
+def _drop_weights(run) -> None:
+    """Kept run folders hold the ledger, scores and predictions for offline analysis, not the weights."""
+    (run.path / "model.safetensors").unlink()
+
+
+def cleanlab_scores(data: dict, train_ids: list[str], epochs: int, seed: int, augment: bool, config: str,
+                    work: Path) -> dict:
     """cleanlab find_label_issues on 5-fold out-of-sample probabilities (5 CE fits of 4/5 of the data)."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
@@ -163,10 +169,11 @@ def cleanlab_scores(data: dict, train_ids: list[str], epochs: int, seed: int, au
         manifest = work / f"fold{k}.csv"
         pd.DataFrame({"path": [str(data["train"] / s) for s in ids[fit_rows]], "label": given_names[fit_rows]}
                      ).to_csv(manifest, index=False)
-        run = crust_clean.fit(manifest, out=work / f"fold{k}", config="cpu-quick", epochs=epochs, seed=seed,
+        run = crust_clean.fit(manifest, out=work / f"fold{k}", config=config, epochs=epochs, seed=seed,
                               augment=augment, selector="none", val_fraction=0.0, progress=False, overwrite=True)
         assert run.model_info["class_names"] == classes
         probs[held_rows] = run.predict_probs(FileImages([data["train"] / s for s in ids[held_rows]]))
+        _drop_weights(run)
     flagged = find_label_issues(given, probs)
     quality = get_label_quality_scores(given, probs)
     position = {s: i for i, s in enumerate(ids)}
@@ -200,17 +207,31 @@ def mistakenness_scores(run, train_ids: list[str]) -> np.ndarray:
     return np.array([values[s] for s in train_ids])
 
 
+def crust_settings(args) -> list[tuple[str, dict]]:
+    """(method name, fit options) for every crust-clean setting of the grid and fraction sweep."""
+    grid = args.settings or (CRUST_GRID_FULL if args.full_grid else CRUST_GRID_QUICK)
+    settings = []
+    for setting in grid:
+        selector, split, proxy = setting.split("/")
+        for fraction in args.fractions or [None]:
+            name = setting if fraction is None else f"{setting} @{fraction:g}"
+            options = dict(selector=selector, class_split=split, proxy=proxy)
+            if fraction is not None:
+                options["coreset_fraction"] = fraction
+            settings.append((name, options))
+    return settings
+
+
 def run_dataset(name: str, args) -> dict:
     from crust_clean.errors import CrustCleanError
     from crust_clean.evaluation import ranking_metrics
 
-    grid = CRUST_GRID_FULL if args.full_grid else CRUST_GRID_QUICK
-    result = {"dataset": name + args.tag, "augment": args.augment, "subset": args.subset, "test_images": args.test, "epochs": args.epochs,
-              "seeds": args.seeds, "config": "configs/cpu-quick.yaml", "methods": {}, "curves": {},
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
+    result = {"dataset": name + args.tag, "augment": args.augment, "subset": args.subset, "test_images": args.test,
+              "epochs": args.epochs, "seeds": args.seeds, "config": f"configs/{args.config}.yaml", "methods": {},
+              "curves": {}, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix=f"crust-detect-{name}-") as tmp:
-            work = Path(tmp)
+            work = args.keep / f"{name}{args.tag}" / f"seed{seed}" if args.keep else Path(tmp)
             data = prepare(name, args.data_root, args.subset, args.test, seed, work / "data")
             result["noise"] = data["noise"]
             result.setdefault("noisy_share", []).append(data["noisy_share"])
@@ -232,38 +253,56 @@ def run_dataset(name: str, args) -> dict:
                       f"{metrics['average_precision']:.3f} F1@k {metrics['at_noise_count']['f1']:.3f} "
                       f"test {test_accuracy} ({seconds:.0f} s)", flush=True)
 
-            ce, seconds = fit(data, work / "ce", args.epochs, seed, args.augment, selector="none")
+            def fit_or_record_failure(method: str, out: Path, epochs: int, **options):
+                try:
+                    return fit(data, out, epochs, seed, args.augment, args.config, **options)
+                except CrustCleanError as err:  # e.g. a diverged run: record it, go on with the others
+                    result.setdefault("failures", []).append({"method": method, "seed": seed, "error": str(err)})
+                    print(f"[{name} seed {seed}] {method}: FAILED: {err}", flush=True)
+                    return None, None
+
+            ce, ce_seconds = fit(data, work / "ce", args.epochs, seed, args.augment, args.config, selector="none")
             scores = ce.scores
             ids = scores["sample_id"].tolist()
             test_ce = ce.evaluate(data["test"])
             ledger = ce.ledger()
             final_loss = ledger[ledger["epoch"] == ledger["epoch"].max()].set_index("sample_id")["loss"].loc[ids]
-            record("ce: mean 1-p(given)", scores["score"], scores["suspect"], seconds, args.epochs, ids, test_ce)
-            record("ce: final loss", final_loss.to_numpy(), None, seconds, args.epochs, ids, test_ce)
-            record("ce: AUM", -scores["aum"].to_numpy(), None, seconds, args.epochs, ids, test_ce)
-            mistakenness = mistakenness_scores(ce, ids)
-            record("ce: fiftyone mistakenness", mistakenness, mistakenness > 0.5, seconds, args.epochs, ids, test_ce)
-            for setting in grid:
-                selector, split, proxy = setting.split("/")
-                try:
-                    run, seconds = fit(data, work / setting.replace("/", "-"), args.epochs, seed, args.augment,
-                                       selector=selector, class_split=split, proxy=proxy)
-                except CrustCleanError as err:  # e.g. a diverged run: record it, go on with the others
-                    result.setdefault("failures", []).append({"method": f"crust {setting}", "seed": seed,
-                                                              "error": str(err)})
-                    print(f"[{name} seed {seed}] crust {setting}: FAILED: {err}", flush=True)
+            record("ce: mean 1-p(given)", scores["score"], scores["suspect"], ce_seconds, args.epochs, ids, test_ce)
+            record("ce: final loss", final_loss.to_numpy(), None, ce_seconds, args.epochs, ids, test_ce)
+            record("ce: AUM", -scores["aum"].to_numpy(), None, ce_seconds, args.epochs, ids, test_ce)
+            if not args.no_mistakenness:
+                mistakenness = mistakenness_scores(ce, ids)
+                record("ce: fiftyone mistakenness", mistakenness, mistakenness > 0.5, ce_seconds, args.epochs, ids,
+                       test_ce)
+            _drop_weights(ce)
+            first_crust_seconds = None
+            for method, options in crust_settings(args):
+                run, seconds = fit_or_record_failure(f"crust {method}", work / method.replace("/", "-").replace(
+                    " @", "-f"), args.epochs, **options)
+                if run is None:
                     continue
+                first_crust_seconds = first_crust_seconds or seconds
                 run_scores = run.scores.set_index("sample_id").loc[ids]
-                record(f"crust {setting}", run_scores["score"].to_numpy(), run_scores["suspect"].to_numpy(),
+                record(f"crust {method}", run_scores["score"].to_numpy(), run_scores["suspect"].to_numpy(),
                        seconds, args.epochs, ids, run.evaluate(data["test"]))
                 if run_scores["selection_rate"].notna().all():  # the run had selection epochs
-                    record(f"crust {setting}: 1 - selection rate", 1 - run_scores["selection_rate"].to_numpy(),
+                    record(f"crust {method}: 1 - selection rate", 1 - run_scores["selection_rate"].to_numpy(),
                            None, seconds, args.epochs, ids)
                 if seed == args.seeds[0]:
-                    result.setdefault("coreset_label_accuracy", {})[setting] = [
+                    result.setdefault("coreset_label_accuracy", {})[method] = [
                         e.get("coreset_label_accuracy") for e in run.metrics["epochs"]]
+                _drop_weights(run)
+            if args.equal_time and first_crust_seconds:
+                # plain CE given the wall time of the first crust setting (fewer epochs, same schedule shape)
+                epochs = max(1, round(args.epochs * first_crust_seconds / ce_seconds))
+                short, seconds = fit(data, work / "ce-equal-time", epochs, seed, args.augment, args.config,
+                                     selector="none")
+                short_scores = short.scores.set_index("sample_id").loc[ids]
+                record("ce at crust's wall time: mean 1-p(given)", short_scores["score"].to_numpy(),
+                       short_scores["suspect"].to_numpy(), seconds, epochs, ids, short.evaluate(data["test"]))
+                _drop_weights(short)
             if not args.no_cleanlab:
-                lab = cleanlab_scores(data, ids, args.epochs, seed, args.augment, work / "cleanlab")
+                lab = cleanlab_scores(data, ids, args.epochs, seed, args.augment, args.config, work / "cleanlab")
                 record("cleanlab (5-fold CV)", lab["score"], lab["flagged"], lab["seconds"], lab["epochs"], ids)
     return result
 
@@ -364,6 +403,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--full-grid", action="store_true", help="both class splits and both proxies")
     parser.add_argument("--no-cleanlab", action="store_true")
+    parser.add_argument("--no-mistakenness", action="store_true", help="skip FiftyOne (no mongod needed)")
+    parser.add_argument("--settings", nargs="+", help="crust settings selector/split/proxy (default: the quick grid)")
+    parser.add_argument("--fractions", type=float, nargs="+", help="coreset fractions to sweep for every setting")
+    parser.add_argument("--equal-time", action="store_true",
+                        help="also train plain CE for the wall time the first crust setting took")
+    parser.add_argument("--config", default="cpu-quick", help="named config or YAML every training starts from")
+    parser.add_argument("--keep", type=Path, help="keep every run folder (ledgers, scores; no weights) under this "
+                        "folder for offline analysis (benchmarks/signals.py)")
     parser.add_argument("--no-augment", dest="augment", action="store_false",
                         help="train without augmentation (the regime where plain CE memorises the noise)")
     parser.add_argument("--tag", default="", help="suffix of the result name, e.g. -long")

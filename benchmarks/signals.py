@@ -1,0 +1,158 @@
+"""Which per-sample signal of a run separates mislabeled samples best, and which decision rule flags them.
+
+    .venv/bin/python benchmarks/detect.py --dataset mnist-sym50 --seeds 0 1 2 --keep ../bench-runs
+    .venv/bin/python benchmarks/signals.py ../bench-runs
+
+Reads the run folders ``detect.py --keep`` left (``<runs>/<dataset>/seed<k>/<setting>/`` with ledger.parquet,
+scores.csv, samples.csv, predictions.parquet, metrics.json, and ``seed<k>/data/truth.csv``); trains nothing.
+Writes benchmarks/results/signals.json and benchmarks/results/signals.md: per dataset and setting, mean ± std
+over seeds of
+
+* the AUROC of each candidate signal (higher = more likely mislabeled; below 0.5 = the signal points the
+  other way), all from the same run:
+  mean 1-p(given) over epochs (crust-clean's score), over the last half of the epochs, at the last epoch,
+  under the saved (validation-chosen) model, minus the area under the margin, 1 - selection rate,
+  never selected, and the rank average of the score and 1 - selection rate;
+* F1 of candidate decision rules: score > 0.5, the saved model disagrees with the given label, most epochs
+  disagree, and the top n-hat by score with n-hat = the number of saved-model disagreements;
+* for crust runs, the coreset's composition: label accuracy of the selected medoids and the selection rate of
+  clean and of mislabeled samples, averaged over the selection epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def run_signals(run: Path, is_noisy_of: pd.Series) -> dict:
+    """Signals, rules and coreset composition of one run folder; ``is_noisy_of`` maps sample_id -> bool."""
+    from crust_clean.evaluation import ranking_metrics
+
+    ledger = pd.read_parquet(run / "ledger.parquet")
+    scores = pd.read_csv(run / "scores.csv", dtype={"sample_id": str}).set_index("sample_id")
+    ids = scores.index.to_numpy()
+    is_noisy = is_noisy_of.loc[ids].to_numpy()
+    samples = pd.read_csv(run / "samples.csv", dtype=str).set_index("sample_id").loc[ids]
+    model_json = run / "model.json"  # source order of the classes; an ImageFolder's is sorted by name
+    class_names = json.loads(model_json.read_text())["class_names"] if model_json.exists() \
+        else sorted(pd.read_csv(run / "samples.csv", dtype=str)["given_label"].unique())
+    given = np.array([class_names.index(g) for g in samples["given_label"]])
+
+    epochs = np.sort(ledger["epoch"].unique())
+    wide = {column: ledger.pivot(index="sample_id", columns="epoch", values=column).loc[ids]
+            for column in ("prob_given", "predicted_label", "selected")}
+    prob = wide["prob_given"].to_numpy(np.float64)
+    disagree = wide["predicted_label"].to_numpy() != given[:, None]
+    predictions = pd.read_parquet(run / "predictions.parquet").set_index("sample_id").loc[ids]
+    logits = np.stack(predictions["logits"].to_numpy()).astype(np.float64)
+    saved_probs = np.exp(logits - logits.max(1, keepdims=True))
+    saved_probs /= saved_probs.sum(1, keepdims=True)
+    saved_disagree = saved_probs.argmax(1) != given
+
+    score = scores["score"].to_numpy()
+    signals = {
+        "mean 1-p(given)": score,
+        "late mean 1-p(given)": 1 - prob[:, len(epochs) // 2:].mean(1),
+        "last-epoch 1-p(given)": 1 - prob[:, -1],
+        "saved model 1-p(given)": 1 - saved_probs[np.arange(len(ids)), given],
+        "-AUM": -scores["aum"].to_numpy(),
+    }
+    out = {"auroc": {}, "rules": {}, "coreset": {}}
+    if scores["selection_rate"].notna().all():
+        rate = scores["selection_rate"].to_numpy()
+        signals["1 - selection rate"] = 1 - rate
+        signals["never selected"] = scores["never_selected"].to_numpy().astype(float)
+        signals["rank mean(score, 1 - selection rate)"] = rankdata(score) + rankdata(1 - rate)
+        epoch_rows = [e for e in json.loads((run / "metrics.json").read_text())["epochs"]
+                      if "coreset_label_accuracy" in e]
+        for key in ("coreset_label_accuracy", "selection_rate_clean", "selection_rate_noisy"):
+            out["coreset"][key] = float(np.mean([e[key] for e in epoch_rows]))
+        out["coreset"]["never_selected_share_noisy"] = float(is_noisy[signals["never selected"] > 0].mean()) \
+            if (signals["never selected"] > 0).any() else None
+    for name, values in signals.items():
+        out["auroc"][name] = float(roc_auc_score(is_noisy, values))
+    estimated = int(saved_disagree.sum())
+    top_estimated = np.zeros(len(ids), dtype=bool)
+    top_estimated[np.argsort(-score, kind="stable")[:estimated]] = True
+    rules = {"score > 0.5": score > 0.5, "saved model disagrees": saved_disagree,
+             "most epochs disagree": disagree.mean(1) > 0.5, "top n-hat by score": top_estimated}
+    for name, flagged in rules.items():
+        out["rules"][name] = ranking_metrics(score, is_noisy, flagged)["own_rule"]
+    return out
+
+
+def collect(runs: Path) -> dict:
+    """{dataset: {setting: [per-seed run_signals]}} for every kept run folder under ``runs``."""
+    found: dict = {}
+    for truth_csv in sorted(runs.glob("*/seed*/data/truth.csv")):
+        seed_dir = truth_csv.parent.parent
+        truth = pd.read_csv(truth_csv, dtype=str).set_index("sample_id")["true_label"]
+        is_noisy = pd.Series([s.split("/")[0] != t for s, t in truth.items()], index=truth.index)
+        for run in sorted(p for p in seed_dir.iterdir() if (p / "ledger.parquet").exists()):
+            found.setdefault(seed_dir.parent.name, {}).setdefault(run.name, []).append(run_signals(run, is_noisy))
+    return found
+
+
+def _mean_std(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    return f"{np.mean(values):.3f}" if len(values) == 1 else f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def markdown(found: dict) -> str:
+    lines = ["# Noise signals and decision rules", "",
+             "Made by `benchmarks/signals.py` from the run folders `benchmarks/detect.py --keep` left "
+             "(see the docstrings); mean ± std over seeds (n = number of seeds).", ""]
+    for dataset, settings in found.items():
+        lines += [f"## {dataset}", ""]
+        signal_names = list(dict.fromkeys(k for runs in settings.values() for r in runs for k in r["auroc"]))
+        lines += ["AUROC of each signal:", "", "| run | n | " + " | ".join(signal_names) + " |",
+                  "|---|---|" + "---|" * len(signal_names)]
+        for setting, runs in settings.items():
+            cells = [_mean_std([r["auroc"].get(s) for r in runs]) for s in signal_names]
+            lines.append(f"| {setting} | {len(runs)} | " + " | ".join(cells) + " |")
+        rule_names = list(runs[0]["rules"])
+        lines += ["", "Decision rules, precision / recall / F1:", "",
+                  "| run | " + " | ".join(rule_names) + " |", "|---|" + "---|" * len(rule_names)]
+        for setting, runs in settings.items():
+            cells = [" / ".join(_mean_std([r["rules"][rule][k] for r in runs]) for k in ("precision", "recall", "f1"))
+                     for rule in rule_names]
+            lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+        crust = {s: runs for s, runs in settings.items() if runs[0]["coreset"]}
+        if crust:
+            lines += ["", "Coreset composition (mean over selection epochs):", "",
+                      "| run | coreset label accuracy | selection rate clean | selection rate mislabeled "
+                      "| mislabeled share of never-selected |", "|---|---|---|---|---|"]
+            for setting, runs in crust.items():
+                keys = ("coreset_label_accuracy", "selection_rate_clean", "selection_rate_noisy",
+                        "never_selected_share_noisy")
+                lines.append(f"| {setting} | " + " | ".join(_mean_std([r["coreset"][k] for r in runs])
+                                                            for k in keys) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", type=Path, help="the folder given to detect.py --keep")
+    args = parser.parse_args()
+    found = collect(args.runs)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "signals.json").write_text(json.dumps(found, indent=1) + "\n")
+    (RESULTS / "signals.md").write_text(markdown(found))
+    print(f"wrote {RESULTS / 'signals.md'}")
+
+
+if __name__ == "__main__":
+    main()
