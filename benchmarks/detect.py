@@ -47,6 +47,8 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 QUICK_DATASETS = ["mnist-sym50", "fashion-mnist-asym40", "cifar10n-random1"]
+#: config options every training of the benchmark gets (``--set key=value``)
+OVERRIDES: dict = {}
 CRUST_GRID_QUICK = ["centrality/given/last-layer", "facility-location/given/last-layer"]
 CRUST_GRID_FULL = [f"{s}/{c}/{p}" for s in ("centrality", "facility-location") for c in ("given", "predicted")
                    for p in ("last-layer", "logits")]
@@ -138,7 +140,7 @@ def fit(data: dict, out: Path, epochs: int, seed: int, augment: bool, config: st
 
     start = time.perf_counter()
     run = crust_clean.fit(data["train"], out=out, config=config, epochs=epochs, seed=seed, augment=augment,
-                          true_labels=str(data["truth"]), progress=False, overwrite=True, **options)
+                          true_labels=str(data["truth"]), progress=False, overwrite=True, **{**OVERRIDES, **options})
     return run, time.perf_counter() - start
 
 
@@ -170,7 +172,8 @@ def cleanlab_scores(data: dict, train_ids: list[str], epochs: int, seed: int, au
         pd.DataFrame({"path": [str(data["train"] / s) for s in ids[fit_rows]], "label": given_names[fit_rows]}
                      ).to_csv(manifest, index=False)
         run = crust_clean.fit(manifest, out=work / f"fold{k}", config=config, epochs=epochs, seed=seed,
-                              augment=augment, selector="none", val_fraction=0.0, progress=False, overwrite=True)
+                              augment=augment, selector="none", val_fraction=0.0, progress=False, overwrite=True,
+                              **OVERRIDES)
         assert run.model_info["class_names"] == classes
         probs[held_rows] = run.predict_probs(FileImages([data["train"] / s for s in ids[held_rows]]))
         _drop_weights(run)
@@ -227,7 +230,8 @@ def run_dataset(name: str, args) -> dict:
     from crust_clean.evaluation import ranking_metrics
 
     result = {"dataset": name + args.tag, "augment": args.augment, "subset": args.subset, "test_images": args.test,
-              "epochs": args.epochs, "seeds": args.seeds, "config": f"configs/{args.config}.yaml", "methods": {},
+              "epochs": args.epochs, "seeds": args.seeds, "methods": {},
+              "config": f"configs/{args.config}.yaml" + "".join(f" {k}={v}" for k, v in OVERRIDES.items()),
               "curves": {}, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix=f"crust-detect-{name}-") as tmp:
@@ -414,7 +418,12 @@ def main() -> None:
     parser.add_argument("--no-augment", dest="augment", action="store_false",
                         help="train without augmentation (the regime where plain CE memorises the noise)")
     parser.add_argument("--tag", default="", help="suffix of the result name, e.g. -long")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config options for every training, e.g. img_size=64 (values read as YAML)")
     args = parser.parse_args()
+    import yaml
+
+    OVERRIDES.update({key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)})
     for name in args.dataset:
         write_results(run_dataset(name, args))
     print(f"wrote {HERE / 'RESULTS.md'}")

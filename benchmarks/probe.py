@@ -1,6 +1,6 @@
 """Linear probe: are the local EfficientNet-Lite0 ImageNet weights (``make weights``) real features?
 
-    make weights && .venv/bin/python benchmarks/probe.py --train 5000 --test 2000
+    make weights && .venv/bin/python benchmarks/probe.py --train 2000 --test 1000 --img-size 64 128
 
 Pooled features of timm's ``efficientnet_lite0`` on stratified CIFAR-10 images (../shared/data, read only),
 then a logistic regression on the training features, scored on the test features. The same with the
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=ROOT / "weights" / "efficientnet_lite0-imagenet.safetensors")
     parser.add_argument("--train", type=int, default=5000)
     parser.add_argument("--test", type=int, default=2000)
-    parser.add_argument("--img-size", type=int, default=128)
+    parser.add_argument("--img-size", type=int, nargs="+", default=[64, 128])
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -76,26 +76,28 @@ def main() -> None:
         model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0).eval()
         if weights == "imagenet":
             load_pretrained(model, args.weights)
-        for normalisation, (mean, std) in {"imagenet mean/std": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-                                           "0.5 / 0.5": ((0.5,) * 3, (0.5,) * 3)}.items():
-            start = time.perf_counter()
-            train_x = features(model, train_images, args.img_size, mean, std)
-            test_x = features(model, test_images, args.img_size, mean, std)
-            scaler = StandardScaler().fit(train_x)
-            probe = LogisticRegression(max_iter=2000, C=0.1).fit(scaler.transform(train_x), train_labels)
-            accuracy = float((probe.predict(scaler.transform(test_x)) == test_labels).mean())
-            rows.append({"weights": weights, "normalisation": normalisation, "test_accuracy": round(accuracy, 4),
-                         "seconds": round(time.perf_counter() - start, 1)})
-            print(rows[-1], flush=True)
-    result = {"model": "efficientnet_lite0", "img_size": args.img_size, "train": args.train, "test": args.test,
+        for img_size in args.img_size:
+            for normalisation, (mean, std) in {"imagenet mean/std": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+                                               "0.5 / 0.5": ((0.5,) * 3, (0.5,) * 3)}.items():
+                start = time.perf_counter()
+                train_x = features(model, train_images, img_size, mean, std)
+                test_x = features(model, test_images, img_size, mean, std)
+                scaler = StandardScaler().fit(train_x)
+                probe = LogisticRegression(max_iter=2000, C=0.1).fit(scaler.transform(train_x), train_labels)
+                accuracy = float((probe.predict(scaler.transform(test_x)) == test_labels).mean())
+                rows.append({"weights": weights, "img_size": img_size, "normalisation": normalisation,
+                             "test_accuracy": round(accuracy, 4), "seconds": round(time.perf_counter() - start, 1)})
+                print(rows[-1], flush=True)
+    result = {"model": "efficientnet_lite0", "train": args.train, "test": args.test,
               "classifier": "sklearn LogisticRegression(C=0.1) on standardised pooled features", "rows": rows}
     (HERE / "results" / "probe.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = ["# Linear probe of the EfficientNet-Lite0 ImageNet weights on CIFAR-10", "",
-             f"`benchmarks/probe.py --train {args.train} --test {args.test} --img-size {args.img_size}`: "
-             f"{result['classifier']}, stratified CIFAR-10 train / test images at {args.img_size} px. "
-             "Chance is 0.100.", "", "| backbone | normalisation | test accuracy | s (features + fit) |",
-             "|---|---|---|---|"]
-    lines += [f"| {r['weights']} | {r['normalisation']} | {r['test_accuracy']:.3f} | {r['seconds']:.0f} |" for r in rows]
+             f"`benchmarks/probe.py --train {args.train} --test {args.test} --img-size "
+             f"{' '.join(map(str, args.img_size))}`: {result['classifier']}, stratified CIFAR-10 train / test "
+             "images, upscaled. Chance is 0.100.", "",
+             "| backbone | px | normalisation | test accuracy | s (features + fit) |", "|---|---|---|---|---|"]
+    lines += [f"| {r['weights']} | {r['img_size']} | {r['normalisation']} | {r['test_accuracy']:.3f} | "
+              f"{r['seconds']:.0f} |" for r in rows]
     (HERE / "results" / "probe.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
