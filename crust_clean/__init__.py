@@ -3,6 +3,7 @@
 Public API (heavy libraries load on first use, so ``import crust_clean`` is fast)::
 
     run = crust_clean.fit("images/", out="runs/first", epochs=20)
+    run = crust_clean.resume("runs/first")       # after a crash or Ctrl-C: continue from the last epoch
     run.scores            # suspects first: higher score = more likely mislabeled
     run.load_model()      # a timm model with the robust weights
     crust_clean.export_to_fiftyone(run)                    # review in the FiftyOne App
@@ -12,9 +13,9 @@ Public API (heavy libraries load on first use, so ``import crust_clean`` is fast
 from .errors import BadInputError, CrustCleanError
 
 __version__ = "0.1.0"
-__all__ = ["fit", "describe", "Run", "RunConfig", "load_source", "export_to_fiftyone", "export_manifest",
+__all__ = ["fit", "resume", "describe", "Run", "RunConfig", "load_source", "export_to_fiftyone", "export_manifest",
            "CrustCleanError", "BadInputError", "__version__"]
-_LAZY = {"fit": "run", "describe": "run", "Run": "run", "RunConfig": "config", "load_source": "sources",
+_LAZY = {"fit": "run", "resume": "run", "describe": "run", "Run": "run", "RunConfig": "config", "load_source": "sources",
          "export_to_fiftyone": "fiftyone_export", "export_manifest": "manifest"}
 
 

@@ -14,7 +14,7 @@ import typing
 import click
 
 from .config import MANIFEST_FORMATS, MANIFEST_POLICIES, RunConfig
-from .errors import CrustCleanError
+from .errors import BadInputError, CrustCleanError
 
 _PYTHON_TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING}
 
@@ -65,7 +65,9 @@ def cli():
 
 
 @cli.command()
-@click.argument("source", type=click.Path())
+@click.argument("source", type=click.Path(), required=False)
+@click.option("--resume", "resume_run", type=click.Path(file_okay=False),
+              help="continue the killed or interrupted run in this folder (its own config and source)")
 @click.option("--out", type=click.Path(file_okay=False), help="run folder [default: runs/<time>-<model>-<data>]")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="YAML config (e.g. configs/cpu-quick.yaml or an earlier RUN/config.yaml); flags override it")
@@ -74,7 +76,7 @@ def cli():
 @click.option("--dry-run", is_flag=True, help="print the resolved config and a dataset summary; do not train")
 @_config_options
 @_user_errors
-def fit(source, out, config_file, overwrite, quiet, dry_run, **options):
+def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, **options):
     """Train with CRUST on SOURCE and rank suspected mislabels.
 
     SOURCE is an ImageFolder (SOURCE/<class>/**/<image>); a .csv / .jsonl manifest of path,label rows;
@@ -82,10 +84,18 @@ def fit(source, out, config_file, overwrite, quiet, dry_run, **options):
     metadata.csv, a .parquet file, or hf:OWNER/NAME[/CONFIG] from the HF cache (--split, --image-column,
     --label-column, --id-column); or a FiftyOne dataset fo:NAME[:SAVED_VIEW] (--label-field).
     Writes RUN/config.yaml, ledger.parquet, scores.csv, metrics.json, model.safetensors and model.json.
+    A checkpoint is written after every epoch: after a crash or Ctrl-C, `fit --resume RUN` continues.
     """
-    from .run import describe, fit as fit_run, resolve_config
+    from .run import describe, fit as fit_run, resolve_config, resume
 
     options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items() if v not in (None, ())}
+    if resume_run is not None:
+        if source or out or config_file or overwrite or dry_run or options:
+            raise BadInputError("--resume RUN continues RUN as it was configured: give no SOURCE or other options")
+        _print_summary(resume(resume_run, progress=not quiet))
+        return
+    if source is None:
+        raise BadInputError("give a SOURCE to train on, or --resume RUN")
     if dry_run:
         from .config import dump_yaml
 
@@ -95,6 +105,37 @@ def fit(source, out, config_file, overwrite, quiet, dry_run, **options):
         return
     run = fit_run(source, out=out, config=config_file, overwrite=overwrite, progress=not quiet, **options)
     _print_summary(run)
+
+
+@cli.command()
+@click.argument("source", type=click.Path())
+@click.option("--split", help="split of a Hugging Face dataset [default: train, or the only split]")
+@click.option("--image-column", help="image column of a HF dataset, or a manifest's path column")
+@click.option("--label-column", help="label column of a HF dataset or a manifest")
+@click.option("--id-column", help="column of unique sample ids")
+@click.option("--label-field", help="Classification field of a fo: source")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+@_user_errors
+def check(source, quiet, **columns):
+    """Validate SOURCE as fit would, without training: decode every image, report counts per class,
+    skipped files and why, classes without images, and duplicate images (by content hash).
+
+    Exit status 0 when fit can use SOURCE (skipped files included), 2 when it cannot.
+    """
+    from .config import RunConfig, apply_options
+    from .run import describe
+
+    config = apply_options(RunConfig(), {k: v for k, v in columns.items() if v is not None})
+    info = describe(source, config, check=True, progress=not quiet)
+    _print_description(info, all_skipped=True)
+    groups = info["duplicates"]
+    conflicting = [g for g in groups if g["labels_differ"]]
+    click.echo(f"# duplicates: {len(groups)} groups of identical images ({sum(len(g['sample_ids']) for g in groups)}"
+               f" samples), {len(conflicting)} with different labels")
+    for group in (conflicting + [g for g in groups if not g["labels_differ"]])[:20]:
+        click.echo("#   " + ", ".join(f"{s} [{label}]" for s, label in zip(group["sample_ids"], group["labels"])))
+    click.echo(f"ok: fit can train on {info['samples']} samples in {info['classes']} classes"
+               + (f" ({len(info['skipped'])} skipped)" if info["skipped"] else ""))
 
 
 @cli.command()
@@ -113,7 +154,8 @@ def export():
 
 
 def _suspect_options(command):
-    command = click.option("--threshold", type=float, help="suspects: score above this [default: 0.5]")(command)
+    command = click.option("--threshold", type=float, help="suspects: score above this [default: the run's rule: "
+                           "the n highest scores, n = samples its model labels differently]")(command)
     return click.option("--top", type=int, help="suspects: the K highest scores (instead of --threshold)")(command)
 
 
@@ -188,7 +230,7 @@ def plugin_path():
     click.echo(PLUGINS_DIR)
 
 
-def _print_description(info: dict) -> None:
+def _print_description(info: dict, *, all_skipped: bool = False) -> None:
     click.echo(f"\n# dataset: {info['source']} ({info['kind']})")
     details = {k: v for k, v in info["origin"].items() if k not in ("kind", "source", "path") and v is not None}
     if details:
@@ -199,8 +241,12 @@ def _print_description(info: dict) -> None:
     sizes = ", ".join(f"{size} ({n})" for size, n in info["image_sizes"].items())
     click.echo(f"# image sizes: {sizes}" + (f" and {info['distinct_image_sizes'] - 5} more" if
                                            info["distinct_image_sizes"] > 5 else ""))
-    for entry in info["skipped"][:10]:
+    for entry in info["skipped"] if all_skipped else info["skipped"][:10]:
         click.echo(f"# skipped {entry['sample_id']}: {entry['reason']}")
+    if len(info["skipped"]) > 10 and not all_skipped:
+        click.echo(f"# ... and {len(info['skipped']) - 10} more skipped (crust-clean check lists them all)")
+    if info["empty_classes"]:
+        click.echo(f"# classes without a readable image (not trained on): {', '.join(info['empty_classes'])}")
 
 
 def _print_summary(run) -> None:
@@ -210,7 +256,7 @@ def _print_summary(run) -> None:
     click.echo(f"\nrun folder:      {run.path}")
     click.echo(f"training samples: {summary['n_train']} (val {summary['n_val']}, skipped {summary['n_skipped']})")
     click.echo(f"val accuracy:    {'n/a' if val is None else f'{val:.3f}'} (model from epoch {summary['best_epoch']})")
-    click.echo(f"suspects:        {summary['suspects']} with score > {summary['suspect_threshold']}")
+    click.echo(f"suspects:        {summary['suspects']} ({summary['suspect_rule']})")
     click.echo(f"never selected:  {summary['never_selected']}")
     if "detection" in summary:
         d = summary["detection"]

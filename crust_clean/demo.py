@@ -83,12 +83,12 @@ def main(argv: list[str] | None = None) -> None:
         for row in csv.DictReader(f):
             truth[row["sample_id"]] = row["true_label"]
     is_noisy = np.array([truth[s] != g for s, g in zip(scores["sample_id"], scores["given_label"].astype(str))])
-    detection = detection_metrics(scores["score"].to_numpy(), is_noisy)
+    detection = detection_metrics(scores["score"].to_numpy(), is_noisy, scores["suspect"].to_numpy())
     summary = run.metrics["summary"]
     print(f"\nrun folder: {run.path}")
     print(f"training samples: {summary['n_train']} ({is_noisy.sum()} with injected wrong labels, "
           f"{args.noise:.0%} symmetric noise)")
-    print(f"suspects (score > {detection['threshold']}): {detection['flagged']}")
+    print(f"suspects ({summary['suspect_rule']}): {detection['flagged']}")
     print(f"detection AUROC {detection['auroc']:.3f}  average precision {detection['average_precision']:.3f}  "
           f"precision {detection['precision']:.3f}  recall {detection['recall']:.3f}  F1 {detection['f1']:.3f}")
     print(f"robust model accuracy on {len(list(paths['test'].rglob('*.png')))} clean held-out images: "

@@ -2,7 +2,7 @@
 
 The CLI turns these into one line on stderr (no traceback) and an exit code:
 ``BadInputError`` (bad path, empty or one-class dataset, invalid option) exits 2,
-any other ``CrustCleanError`` exits 1.
+``Interrupted`` (Ctrl-C; the run can be resumed) exits 130, any other ``CrustCleanError`` exits 1.
 """
 
 
@@ -16,3 +16,9 @@ class BadInputError(CrustCleanError):
     """The input or the options make the run meaningless; exit code 2, raised before any training."""
 
     exit_code = 2
+
+
+class Interrupted(CrustCleanError):
+    """The user stopped a run (Ctrl-C); what is checkpointed can be resumed. Exit code 130, as for SIGINT."""
+
+    exit_code = 130

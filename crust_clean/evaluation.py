@@ -8,22 +8,22 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from .scores import SUSPECT_THRESHOLD
 
 
-def detection_metrics(score: np.ndarray, is_noisy: np.ndarray, *, threshold: float = SUSPECT_THRESHOLD) -> dict:
+def detection_metrics(score: np.ndarray, is_noisy: np.ndarray, flagged: np.ndarray | None = None, *,
+                      threshold: float = SUSPECT_THRESHOLD) -> dict:
     """AUROC and average precision of ``score`` (higher = more likely mislabeled) for the mask
-    ``is_noisy``, plus precision / recall / F1 of the rule ``score > threshold``.
+    ``is_noisy``, plus precision / recall / F1 of the ``flagged`` mask (default: ``score > threshold``).
 
     AUROC and AP are None when only one kind of sample (all clean or all noisy) is present.
     """
     score = np.asarray(score, dtype=np.float64)
     is_noisy = np.asarray(is_noisy, dtype=bool)
-    flagged = score > threshold
+    flagged = score > threshold if flagged is None else np.asarray(flagged, dtype=bool)
     both = 0 < is_noisy.sum() < len(is_noisy)
     return {
         "auroc": float(roc_auc_score(is_noisy, score)) if both else None,
         "average_precision": float(average_precision_score(is_noisy, score)) if both else None,
         **_precision_recall_f1(flagged, is_noisy),
         "noisy": int(is_noisy.sum()),
-        "threshold": threshold,
     }
 
 

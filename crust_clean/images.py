@@ -16,18 +16,39 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .errors import CrustCleanError
 
 
+#: Background that transparent pixels are composited onto (what a viewer shows on a white page).
+TRANSPARENT_BACKGROUND = (255, 255, 255)
+
+
 def open_rgb(file: Path | bytes, name: str) -> Image.Image:
-    """Decode a file (path or encoded bytes) to RGB; ``name`` identifies it in the error."""
+    """Decode a file (path or encoded bytes) to RGB as a viewer shows it; ``name`` identifies it in the error.
+
+    EXIF orientation is applied; 16-bit grayscale is scaled to 8 bits (a plain conversion would clip it to
+    white); transparency (RGBA, LA, palette) is composited onto ``TRANSPARENT_BACKGROUND``. Any decoding
+    failure (truncated or corrupt data, an image above PIL's decompression-bomb limit) raises
+    CrustCleanError with the reason.
+    """
     try:
         with Image.open(io.BytesIO(file) if isinstance(file, bytes) else file) as image:
-            return image.convert("RGB")
-    except OSError as err:
-        raise CrustCleanError(f"cannot decode image {name}: {err}") from None
+            return _to_rgb(ImageOps.exif_transpose(image))
+    except Exception as err:  # PIL raises many kinds for bad data (OSError, ValueError, SyntaxError, bomb error)
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CrustCleanError(f"cannot decode image {name}: {reason}") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).round().astype(np.uint8))
+    if image.mode == "P" and "transparency" in image.info or image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, TRANSPARENT_BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp", "TIFF": "tif", "GIF": "gif"}
@@ -44,6 +65,10 @@ class FileImages:
 
     def __getitem__(self, i: int) -> Image.Image:
         return open_rgb(self.paths[i], str(self.paths[i]))
+
+    def encoded(self, i: int) -> bytes:
+        """Item i's file bytes, as stored."""
+        return self.paths[i].read_bytes()
 
     def take(self, indices: Sequence[int]) -> "FileImages":
         return FileImages([self.paths[i] for i in indices])
@@ -65,6 +90,11 @@ class DatasetImages:
     def __getitem__(self, i: int) -> Image.Image:
         row = int(self.rows[i])
         return open_rgb(encoded_image(self.dataset[row][self.column]), f"row {row}")
+
+    def encoded(self, i: int) -> bytes:
+        """Item i's encoded image bytes, as stored."""
+        encoded = encoded_image(self.dataset[int(self.rows[i])][self.column])
+        return encoded.read_bytes() if isinstance(encoded, Path) else encoded
 
     def save(self, i: int, folder: Path) -> Path:
         """Write item i's encoded bytes, unchanged, to ``folder/<row>.<ext>`` once; return the file.
@@ -115,8 +145,10 @@ class DecodedCache:
     training are then taken from the downscaled image.
     """
 
-    def __init__(self, pixels: np.ndarray, offsets: np.ndarray, shapes: np.ndarray):
+    def __init__(self, pixels: np.ndarray, offsets: np.ndarray, shapes: np.ndarray,
+                 failed: list[tuple[int, str]] | None = None):
         self.pixels, self.offsets, self.shapes = pixels, offsets, shapes
+        self.failed = failed or []  # (index, reason) of the images that could not be decoded (no pixels)
 
     def __len__(self) -> int:
         return len(self.shapes)
@@ -132,15 +164,22 @@ class DecodedCache:
     @classmethod
     def build(cls, store, shorter_side: int, *, file: Path | None = None, workers: int = 0,
               progress: bool = False) -> "DecodedCache":
-        """Decode every image of ``store`` once; in memory, or into ``file`` (written then memory-mapped)."""
+        """Decode every image of ``store`` once; in memory, or into ``file`` (written then memory-mapped).
+
+        Images that fail to decode get no pixels and are listed in ``failed``; the caller drops them.
+        """
         shapes = np.zeros((len(store), 2), dtype=np.int64)
         chunks: list[np.ndarray] = []
+        failed = []
         out = None
         if file is not None:
             file.parent.mkdir(parents=True, exist_ok=True)
             out = open(file, "wb")
         try:
-            for i, pixels in enumerate(_decoded(store, shorter_side, workers, progress)):
+            for i, pixels in enumerate(_decoded(store, shorter_side, workers, progress, "decoding images into the cache")):
+                if isinstance(pixels, str):
+                    failed.append((i, pixels))
+                    continue
                 shapes[i] = pixels.shape[:2]
                 if out is not None:
                     out.write(pixels.tobytes())
@@ -154,7 +193,7 @@ class DecodedCache:
             pixels = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
         else:
             pixels = np.memmap(file, dtype=np.uint8, mode="r") if file.stat().st_size else np.zeros(0, np.uint8)
-        return cls(pixels, offsets, shapes)
+        return cls(pixels, offsets, shapes, failed)
 
 
 class _TakenCache:
@@ -173,17 +212,31 @@ class _TakenCache:
         return _TakenCache(self.cache, self.indices[np.asarray(indices, dtype=np.int64)])
 
 
-class _Resized:
-    """Item i: store[i] downscaled for the cache, as a (H, W, 3) uint8 array (a Dataset for the DataLoader)."""
+def undecodable(store, *, workers: int = 0, progress: bool = False) -> list[tuple[int, str]]:
+    """(index, reason) of every image of ``store`` that fails to decode: one full decoding pass, in parallel
+    when ``workers`` > 0. A header that opens does not prove the data is whole (a truncated JPEG), and a
+    run must not die mid-epoch on one bad file."""
+    return [(i, reason) for i, reason in enumerate(_decoded(store, None, workers, progress, "checking images"))
+            if isinstance(reason, str)]
 
-    def __init__(self, store, shorter_side: int):
+
+class _Resized:
+    """Item i: store[i] downscaled for the cache, as a (H, W, 3) uint8 array, or why it cannot be decoded;
+    with ``shorter_side`` None only the reason or None (a check). A Dataset for the DataLoader."""
+
+    def __init__(self, store, shorter_side: int | None):
         self.store, self.shorter_side = store, shorter_side
 
     def __len__(self) -> int:
         return len(self.store)
 
-    def __getitem__(self, i: int) -> np.ndarray:
-        image = self.store[i]
+    def __getitem__(self, i: int) -> np.ndarray | str | None:
+        try:
+            image = self.store[i]
+        except CrustCleanError as err:
+            return str(err)
+        if self.shorter_side is None:
+            return None
         size = cached_size(*image.size, self.shorter_side)
         if size != image.size:
             image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
@@ -194,8 +247,8 @@ def _as_is(item):
     return item
 
 
-def _decoded(store, shorter_side: int, workers: int, progress: bool) -> Iterator[np.ndarray]:
-    """The store's images in order, decoded and downscaled, in parallel when ``workers`` > 0."""
+def _decoded(store, shorter_side: int | None, workers: int, progress: bool, desc: str) -> Iterator:
+    """``_Resized`` items of the store in order, in parallel when ``workers`` > 0."""
     import torch
     from tqdm.auto import tqdm
 
@@ -204,6 +257,6 @@ def _decoded(store, shorter_side: int, workers: int, progress: bool) -> Iterator
         collate_fn=_as_is, prefetch_factor=64 if workers else None,
         generator=torch.Generator(),  # its own: iterating must not draw from the training's global RNG
     )
-    yield from tqdm(loader, total=len(store), desc="decoding images into the cache", unit="img",
+    yield from tqdm(loader, total=len(store), desc=desc, unit="img",
                     disable=not progress, leave=False)
 

@@ -21,11 +21,13 @@ the *end* of epoch e (the pass whose proxies choose epoch e+1's coreset). No sco
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path
+from .errors import BadInputError
 from .selection import Selection
 
 
@@ -61,6 +63,29 @@ class Ledger:
 
     def frame(self) -> pd.DataFrame:
         return pd.concat(self._epochs, ignore_index=True)
+
+    def sum_of_doubt(self) -> np.ndarray:
+        """(n,) sum over the recorded epochs of 1 - prob_given (the running total behind ``score``)."""
+        total = np.zeros(len(self.sample_ids))
+        for part in self._epochs:
+            total += 1.0 - part["prob_given"].to_numpy(np.float64)
+        return total
+
+    def write_part(self, folder: Path) -> None:
+        """Write the last appended epoch to ``folder/epoch-NNNN.parquet`` (atomically), for a resume."""
+        part = self._epochs[-1]
+        write_ledger(part, folder / f"epoch-{int(part['epoch'].iloc[0]):04d}.parquet")
+
+    def read_parts(self, folder: Path, *, through_epoch: int) -> None:
+        """Append the parts ``write_part`` wrote for epochs 0..through_epoch (a resumed run's history)."""
+        for epoch in range(through_epoch + 1):
+            path = folder / f"epoch-{epoch:04d}.parquet"
+            if not path.is_file():
+                raise BadInputError(f"cannot resume: the ledger of epoch {epoch} is missing ({path})")
+            part = read_ledger(path)
+            if part["sample_id"].tolist() != self.sample_ids.tolist():
+                raise BadInputError(f"cannot resume: {path} holds other samples than the run")
+            self._epochs.append(part)
 
 
 def write_ledger(frame: pd.DataFrame, path: str | os.PathLike) -> None:

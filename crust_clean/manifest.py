@@ -64,7 +64,7 @@ def export_manifest(run: Run | str | Path, out: str | Path, *, policy: str = "re
     from_fiftyone : str, optional
         The FiftyOne dataset holding the decisions (``reviewed``); default: the run's exported dataset.
     top, threshold :
-        Which samples are suspects (as in ``export fiftyone``; default score > 0.5).
+        Which samples are suspects (as in ``export fiftyone``; default: the run's rule, see ``scores``).
     relabel_confidence : float
         ``auto``: the robust model's smallest confidence to relabel instead of dropping.
     copy : bool

@@ -5,13 +5,16 @@ Run folder contract (``RUN/``):
   source.json        where the samples came from (kind, path or hub name, split, columns)
   samples.csv        every usable sample: sample_id, path (empty for HF rows), row (HF rows), given_label,
                      split (train/val)
-  skipped.csv        files that could not be read, with the reason (only when there are any)
+  skipped.csv        sample_id,reason of every sample left out: unreadable or undecodable image, missing
+                     file, no label (only when there are any)
   ledger.parquet     one row per training sample per epoch (see ``crust_clean.ledger``)
   scores.csv         one row per training sample, sorted by score, higher = more likely mislabeled
   metrics.json       per-epoch metrics and a summary (rewritten after every epoch)
   model.safetensors  weights of the model chosen on validation accuracy (else the last epoch)
   predictions.parquet  that model on every sample (train and val): predicted_label, confidence, logits
   model.json         what timm needs to rebuild it: model name, num_classes, class_names, img_size, mean/std
+While it trains (removed when it finishes): checkpoint.safetensors (see ``crust_clean.checkpoint``) and
+ledger/epoch-NNNN.parquet, the ledger rows of each finished epoch; ``resume`` continues from them.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import pandas as pd
 
 from .atomic import atomic_path, write_text
 from .config import RunConfig, apply_options, dump_yaml, from_dict, load_yaml
-from .errors import BadInputError, CrustCleanError
-from .scores import SUSPECT_THRESHOLD, is_suspect, margins, score_samples
+from .checkpoint import CHECKPOINT
+from .errors import BadInputError, CrustCleanError, Interrupted
+from .scores import SUSPECT_RULE, flag_suspects, is_suspect, margins, score_samples
 from .sources import Samples, load_source, read_true_labels, stratified_split
 
 RUN_OUTPUTS = ("config.yaml", "source.json", "samples.csv", "ledger.parquet", "scores.csv", "metrics.json",
@@ -86,38 +90,84 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     >>> run = crust_clean.fit("images/", out="runs/first", epochs=20)      # doctest: +SKIP
     >>> run.scores.head(10)[["sample_id", "given_label", "predicted_label", "score"]]  # doctest: +SKIP
     """
-    import torch
-
-    from . import models
-    from .data import ImageDataset, default_workers
-    from .ledger import Ledger, write_ledger
-    from .trainer import Device, eval_pass, train
-
-    started = time.perf_counter()
     cfg = resolve_config(config, **options)
     samples = load_source(source, **cfg.data.source_options())
     truth = read_true_labels(cfg.data.true_labels, samples) if cfg.data.true_labels else None
     out = Path(out) if out is not None else _default_run_dir(cfg, samples)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise BadInputError(f"run folder {out} already exists and is not empty (use --overwrite)")
+        raise BadInputError(f"run folder {out} already exists and is not empty (use --resume to continue it, "
+                            "--overwrite to replace it)")
     if samples.root is not None and out.resolve().is_relative_to(samples.root.resolve()):
         raise BadInputError(f"run folder {out} is inside the dataset {samples.root}: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    (out / CHECKPOINT).unlink(missing_ok=True)  # an overwritten run's resume state must not survive
+    shutil.rmtree(out / "ledger", ignore_errors=True)
+    return _train_run(source, samples, truth, cfg, out, progress=progress, resume=False)
+
+
+def resume(run: str | os.PathLike, *, progress: bool = True) -> "Run":
+    """Continue a fit that was killed or interrupted, from the checkpoint of its last finished epoch.
+
+    The run's own ``config.yaml`` and ``source.json`` are used; the epoch in progress when it stopped is
+    trained again. On CPU the finished run's ledger, scores and weights equal those of a run that was never
+    interrupted.
+
+    Raises BadInputError when ``run`` is not a run folder, has already finished, has no finished epoch yet
+    (start it again with ``overwrite=True``), or its source no longer holds the same samples.
+    """
+    out = Path(run)
+    if not (out / "config.yaml").is_file() or not (out / "source.json").is_file():
+        raise BadInputError(f"{out} is not a crust-clean run folder (no config.yaml / source.json)")
+    if (out / "model.safetensors").is_file() and (out / "scores.csv").is_file():
+        raise BadInputError(f"run {out} has already finished: nothing to resume")
+    if not (out / CHECKPOINT).is_file():
+        raise BadInputError(f"run {out} stopped before its first epoch ended: nothing to resume "
+                            "(start it again with --overwrite)")
+    cfg = from_dict(load_yaml(out / "config.yaml")).validate()
+    source = json.loads((out / "source.json").read_text())["source"]
+    samples = load_source(source, **cfg.data.source_options())
+    truth = read_true_labels(cfg.data.true_labels, samples) if cfg.data.true_labels else None
+    return _train_run(source, samples, truth, cfg, out, progress=progress, resume=True)
+
+
+def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfig, out: Path, *,
+               progress: bool, resume: bool) -> "Run":
+    """Decode, split, train (from the checkpoint when resuming) and write every output of a run."""
+    import torch
+
+    from . import models
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .data import ImageDataset, default_workers
+    from .ledger import Ledger, write_ledger
+    from .evaluation import detection_metrics
+    from .trainer import Device, Optimisation, eval_pass, train
+
+    started = time.perf_counter()
+    device = Device.resolve(cfg.train.device)
+    workers = cfg.data.workers if cfg.data.workers is not None else default_workers(device.device)
+    cache = _cache_kind(samples, cfg)
+    images, failed = _decoded_images(samples, cache, cfg.model.img_size, out, workers, progress)
+    if failed:  # whole-file decoding found what the header check could not (e.g. a truncated JPEG)
+        kept = np.setdiff1d(np.arange(len(samples)), [i for i, _ in failed])
+        samples, images = samples.without(failed), images.take(kept)
+        truth = truth[kept] if truth is not None else None
 
     train_idx, val_idx = stratified_split(samples.labels, cfg.data.val_fraction, cfg.train.seed)
-    write_text(out / "config.yaml", dump_yaml(cfg))
-    _write_json(out / "source.json", {"source": _resolved_source(source), **samples.origin})
-    _write_samples(out, samples, train_idx, val_idx)
+    if resume:
+        recorded = pd.read_csv(out / "samples.csv", dtype=_TEXT_COLUMNS)["sample_id"].tolist()
+        if recorded != samples.sample_ids:
+            raise BadInputError(f"the source of {out} no longer holds the samples the run started with: "
+                                "start it again with --overwrite")
+    else:
+        write_text(out / "config.yaml", dump_yaml(cfg))
+        _write_json(out / "source.json", {"source": _resolved_source(source), **samples.origin})
+        _write_samples(out, samples, train_idx, val_idx)
 
     torch.manual_seed(cfg.train.seed)
-    device = Device.resolve(cfg.train.device)
     model = models.create_model(cfg.model, samples.num_classes)
     data_cfg = models.data_config(model, cfg.model)
     train_tf, eval_tf = models.build_transforms(data_cfg, cfg.train)
     labels = samples.labels
-    workers = cfg.data.workers if cfg.data.workers is not None else default_workers(device.device)
-    cache = _cache_kind(samples, cfg)
-    images = _cached(samples, cache, cfg.model.img_size, out, workers, progress)
 
     def subset(idx, transform):
         return ImageDataset(images.take(idx), labels[idx], transform)
@@ -125,26 +175,45 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     train_set, eval_set = subset(train_idx, train_tf), subset(train_idx, eval_tf)
     val_set = subset(val_idx, eval_tf) if len(val_idx) else None
     train_ids = [samples.sample_ids[i] for i in train_idx]
-    ledger = Ledger(train_ids)
     is_noisy = truth[train_idx] != labels[train_idx] if truth is not None else None
+    optimisation = Optimisation.create(model, cfg, device)
 
     epochs: list[dict] = []
     best_accuracy, best_epoch, best_state = -1.0, None, None
-    sum_doubt = np.zeros(len(train_idx))  # running sum of 1 - p(given): the score, as in scores.score_samples
-    for result in train(model, train_set, eval_set, val_set, cfg=cfg, device=device, workers=workers,
-                        progress=progress):
-        o = result.outputs
-        ledger.append(result.epoch, loss=o.loss, predicted=o.predicted, prob_given=o.prob_given,
-                      margin=margins(o.logits, labels[train_idx]), selection=result.selection)
-        sum_doubt += 1.0 - o.prob_given
-        row = _epoch_metrics(result, labels[train_idx], sum_doubt / (result.epoch + 1), is_noisy)
-        epochs.append(row)
-        if result.val_accuracy is not None and result.val_accuracy > best_accuracy:
-            best_accuracy, best_epoch = result.val_accuracy, result.epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        _write_json(out / "metrics.json", {"epochs": epochs})
-        if progress:
-            _print_epoch(row)
+    ledger = Ledger(train_ids)
+    start_epoch = 0
+    if resume:
+        resumed = load_checkpoint(out / CHECKPOINT, model=model, optimizer=optimisation.optimizer,
+                                  scheduler=optimisation.scheduler, scaler=optimisation.scaler)
+        start_epoch = resumed.epoch + 1
+        best_accuracy, best_epoch, best_state = resumed.best_accuracy, resumed.best_epoch, resumed.best_state
+        ledger.read_parts(out / "ledger", through_epoch=resumed.epoch)
+        epochs = json.loads((out / "metrics.json").read_text())["epochs"][:start_epoch]
+    sum_doubt = ledger.sum_of_doubt()  # running sum of 1 - p(given): the score, as in scores.score_samples
+    try:
+        for result in train(model, train_set, eval_set, val_set, cfg=cfg, device=device, workers=workers,
+                            optimisation=optimisation, start_epoch=start_epoch, progress=progress):
+            o = result.outputs
+            ledger.append(result.epoch, loss=o.loss, predicted=o.predicted, prob_given=o.prob_given,
+                          margin=margins(o.logits, labels[train_idx]), selection=result.selection)
+            sum_doubt += 1.0 - o.prob_given
+            row = _epoch_metrics(result, labels[train_idx], sum_doubt / (result.epoch + 1), is_noisy)
+            epochs.append(row)
+            if result.val_accuracy is not None and result.val_accuracy > best_accuracy:
+                best_accuracy, best_epoch = result.val_accuracy, result.epoch
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            # ledger rows and metrics first, checkpoint last: a checkpoint never names an epoch without them
+            ledger.write_part(out / "ledger")
+            _write_json(out / "metrics.json", {"epochs": epochs})
+            save_checkpoint(out / CHECKPOINT, epoch=result.epoch, model=model, optimizer=optimisation.optimizer,
+                            scheduler=optimisation.scheduler, scaler=optimisation.scaler, best_epoch=best_epoch,
+                            best_accuracy=best_accuracy, best_state=best_state)
+            if progress:
+                _print_epoch(row)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; resume with: crust-clean fit --resume {out} (the epoch in progress is "
+                          "trained again)" if (out / CHECKPOINT).exists() else
+                          "interrupted before the first epoch ended (nothing to resume)") from None
 
     if best_state is None:  # no validation split: keep the last epoch
         best_epoch = cfg.train.epochs - 1
@@ -166,32 +235,55 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     _write_predictions(out, samples, robust)
     ledger_frame = ledger.frame()
     write_ledger(ledger_frame, out / "ledger.parquet")
-    scores = _scores_table(ledger_frame, samples, train_idx)
+    scores = _scores_table(ledger_frame, samples, train_idx, robust.predicted[train_idx] != labels[train_idx])
     with atomic_path(out / "scores.csv") as tmp:
         scores.to_csv(tmp, index=False)
 
     summary = {
         "n_train": len(train_idx), "n_val": len(val_idx), "n_skipped": len(samples.skipped),
+        "empty_classes": samples.empty_classes,
         "num_classes": samples.num_classes, "best_epoch": best_epoch,
         "val_accuracy": epochs[best_epoch]["val_accuracy"],
         "never_selected": int(scores["never_selected"].sum()),
-        "suspects": int(scores["suspect"].sum()), "suspect_threshold": SUSPECT_THRESHOLD,
-        "wall_seconds": round(time.perf_counter() - started, 2), "cache": cache,
+        "suspects": int(scores["suspect"].sum()), "suspect_rule": SUSPECT_RULE,
+        "wall_seconds": round(time.perf_counter() - started, 2), "resumed": resume, "cache": cache,
         "device": str(device.device), "torch": torch.__version__, "python": platform.python_version(),
     }
-    if is_noisy is not None:
-        summary["detection"] = epochs[-1]["detection"]
+    if is_noisy is not None:  # the final scores and suspects against the truth
+        noisy_by_id = dict(zip(train_ids, is_noisy))
+        summary["detection"] = detection_metrics(scores["score"].to_numpy(),
+                                                 [noisy_by_id[s] for s in scores["sample_id"]], scores["suspect"])
     _write_json(out / "metrics.json", {"summary": summary, "epochs": epochs})
+    # every output is written: the resume state and the pixel cache are no longer needed
+    (out / CHECKPOINT).unlink(missing_ok=True)
+    shutil.rmtree(out / "ledger", ignore_errors=True)
     if cache == "disk":
         shutil.rmtree(out / "cache", ignore_errors=True)  # pixels only: the source still has every image
     return Run(out)
 
 
-def describe(source: str | os.PathLike, config: RunConfig | None = None) -> dict:
-    """What ``fit`` would train on: classes, counts per class, image sizes seen, skipped files."""
+def describe(source: str | os.PathLike, config: RunConfig | None = None, *, check: bool = False,
+             progress: bool = False) -> dict:
+    """What ``fit`` would train on: classes, counts per class, image sizes seen, skipped files and why,
+    classes without images.
+
+    ``check=True`` also decodes every image in full, as ``fit`` does before training (a truncated file
+    passes the header check), and finds duplicates: groups of samples with byte-identical images
+    (``labels_differ`` when the copies carry different labels). Nothing is written.
+
+    Raises BadInputError for a source ``fit`` would refuse (missing, no images, one class, no label column).
+    """
     from collections import Counter
 
-    samples = load_source(source, **(config or RunConfig()).data.source_options())
+    config = config or RunConfig()
+    samples = load_source(source, **config.data.source_options())
+    duplicates = []
+    if check:
+        from .images import undecodable
+
+        workers = config.data.workers if config.data.workers is not None else 0
+        samples = samples.without(undecodable(samples.images, workers=workers, progress=progress))
+        duplicates = _duplicates(samples)
     sizes = Counter(f"{w}x{h}" for w, h in samples.sizes)
     return {
         "source": str(source), "kind": samples.origin["kind"], "origin": samples.origin,
@@ -199,7 +291,23 @@ def describe(source: str | os.PathLike, config: RunConfig | None = None) -> dict
         "counts_per_class": samples.class_counts(),
         "image_sizes": dict(sizes.most_common(5)), "distinct_image_sizes": len(sizes),
         "skipped": [{"sample_id": s, "reason": r} for s, r in samples.skipped],
+        "empty_classes": samples.empty_classes,
+        **({"duplicates": duplicates} if check else {}),
     }
+
+
+def _duplicates(samples: Samples) -> list[dict]:
+    """Groups of samples whose encoded images are byte-identical (sha256), largest first."""
+    import hashlib
+
+    groups: dict[str, list[int]] = {}
+    for i in range(len(samples)):
+        groups.setdefault(hashlib.sha256(samples.images.encoded(i)).hexdigest(), []).append(i)
+    found = [{"sample_ids": [samples.sample_ids[i] for i in members],
+              "labels": [samples.class_names[samples.labels[i]] for i in members],
+              "labels_differ": len({int(samples.labels[i]) for i in members}) > 1}
+             for members in groups.values() if len(members) > 1]
+    return sorted(found, key=lambda g: -len(g["sample_ids"]))
 
 
 def _resolved_source(source: str | os.PathLike) -> str:
@@ -227,14 +335,16 @@ def _cache_kind(samples: Samples, cfg: RunConfig) -> str:
     return "memory" if lossless and sum(w * h * 3 for w, h in samples.sizes) <= AUTO_CACHE_BYTES else "none"
 
 
-def _cached(samples: Samples, cache: str, img_size: int, out: Path, workers: int, progress: bool):
-    """The image store training reads: the source's, or its decoded cache."""
-    if cache == "none":
-        return samples.images
-    from .images import DecodedCache
+def _decoded_images(samples: Samples, cache: str, img_size: int, out: Path, workers: int, progress: bool):
+    """(the image store training reads: the source's or its decoded cache, (index, reason) of the images that
+    cannot be decoded). Every image is decoded once here, by the cache build or by a check pass."""
+    from .images import DecodedCache, undecodable
 
+    if cache == "none":
+        return samples.images, undecodable(samples.images, workers=workers, progress=progress)
     file = out / "cache" / f"pixels-{img_size}.u8" if cache == "disk" else None
-    return DecodedCache.build(samples.images, img_size, file=file, workers=workers, progress=progress)
+    decoded = DecodedCache.build(samples.images, img_size, file=file, workers=workers, progress=progress)
+    return decoded, decoded.failed
 
 
 def _save_model(out: Path, state: dict, info: dict) -> None:
@@ -282,7 +392,7 @@ def _write_samples(out: Path, samples: Samples, train_idx: np.ndarray, val_idx: 
     skipped.unlink(missing_ok=True)  # an overwritten run's list would be stale
     if samples.skipped:
         with atomic_path(skipped) as tmp:
-            pd.DataFrame(samples.skipped, columns=["path", "reason"]).to_csv(tmp, index=False)
+            pd.DataFrame(samples.skipped, columns=["sample_id", "reason"]).to_csv(tmp, index=False)
 
 
 def _absolute(paths: list[Path | None]) -> list[str | None]:
@@ -313,7 +423,9 @@ def _epoch_metrics(result, given: np.ndarray, score: np.ndarray, is_noisy: np.nd
         row["coreset_label_accuracy_weighted"] = float((selection.weights * clean_medoid).sum() / selection.weights.sum())
         row["selection_rate_clean"] = float(mask[~is_noisy].mean()) if (~is_noisy).any() else None
         row["selection_rate_noisy"] = float(mask[is_noisy].mean()) if is_noisy.any() else None
-    row["detection"] = detection_metrics(score, is_noisy)
+    # the rule as it would stand after this epoch: this epoch's model counts the disagreements
+    flagged = flag_suspects(score, result.outputs.predicted != given)
+    row["detection"] = detection_metrics(score, is_noisy, flagged)
     return row
 
 
@@ -330,7 +442,10 @@ def _print_epoch(row: dict) -> None:
     print(" | ".join(parts), file=sys.stderr)
 
 
-def _scores_table(ledger: pd.DataFrame, samples: Samples, train_idx: np.ndarray) -> pd.DataFrame:
+def _scores_table(ledger: pd.DataFrame, samples: Samples, train_idx: np.ndarray,
+                  disagrees: np.ndarray) -> pd.DataFrame:
+    """scores.csv: ``score_samples`` per training sample (ledger order = ``train_idx`` order), the suspects
+    by ``flag_suspects`` with ``disagrees`` (the saved model's prediction differs from the given label)."""
     per_sample = score_samples(ledger)
     names = np.asarray(samples.class_names, dtype=object)
     table = pd.DataFrame({
@@ -339,7 +454,7 @@ def _scores_table(ledger: pd.DataFrame, samples: Samples, train_idx: np.ndarray)
         "given_label": names[samples.labels[train_idx]],
         "predicted_label": names[per_sample["predicted_label"].to_numpy()],
         "score": per_sample["score"].to_numpy(),
-        "suspect": is_suspect(per_sample["score"]),
+        "suspect": flag_suspects(per_sample["score"], disagrees),
         "selection_rate": per_sample["selection_rate"].to_numpy(),
         "never_selected": per_sample["never_selected"].to_numpy(),
         "epochs_selected": per_sample["epochs_selected"].to_numpy(),
@@ -388,19 +503,22 @@ class Run:
     def review_table(self, *, top: int | None = None, threshold: float | None = None) -> pd.DataFrame:
         """Every sample (samples.csv order) with its scores (train samples), the saved model's prediction
         (``predicted_label`` = the robust model's, ``confidence``, ``logits``) and ``suspect``: the ``top``
-        highest scores, or score > ``threshold`` (default 0.5). What exporters and manifests work from."""
+        highest scores, score > ``threshold``, or by default the run's own rule (``scores.flag_suspects``, the
+        ``suspect`` column of scores.csv). What exporters and manifests work from."""
         if top is not None and threshold is not None:
             raise BadInputError("give --top or --threshold, not both")
         if top is not None and top < 0:
             raise BadInputError("--top must be >= 0")
         table = self.samples.merge(self.predictions(), on="sample_id", how="left", validate="one_to_one")
-        scores = self.scores.drop(columns=["path", "given_label", "predicted_label", "suspect"])
+        scores = self.scores.drop(columns=["path", "given_label", "predicted_label"])
         table = table.merge(scores, on="sample_id", how="left", validate="one_to_one")
         if top is not None:
             rank = table["score"].fillna(-np.inf).rank(method="first", ascending=False)
             table["suspect"] = (rank <= top) & table["score"].notna()
+        elif threshold is not None:
+            table["suspect"] = is_suspect(table["score"], threshold)
         else:
-            table["suspect"] = table["score"] > (SUSPECT_THRESHOLD if threshold is None else threshold)
+            table["suspect"] = table["suspect"].fillna(False).astype(bool)  # val samples have no score
         return table
 
     def open_samples(self) -> Samples:

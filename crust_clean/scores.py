@@ -8,6 +8,12 @@ best of the candidates, better than the final-epoch loss once a model memorises 
 selection statistics. ``selection_rate`` and ``never_selected`` are reported beside it, not mixed in:
 with the true facility-location greedy, mislabeled samples are selected *more* often than clean ones
 (they are outliers that become their own medoids), with centrality + given split less often.
+
+Decision rule (``flag_suspects``): the suspects are the n highest scores, n = the number of training
+samples the run's saved model labels differently from the given label. The model estimates *how many*
+labels are wrong, the score says *which*. In the detection benchmark (benchmarks/results/signals.md) this
+rule had 0.02-0.18 higher F1 than ``score > 0.5``, which flags nearly everything while the early epochs'
+doubt weighs on the mean; ``is_suspect`` keeps that threshold rule for ``--threshold``.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-#: Default decision rule: a suspect is a sample whose given label got, on average over training,
-#: less than even odds from the model (score > 0.5).
+#: The threshold rule's default (``--threshold``): the given label got, on average over training, less than
+#: even odds from the model.
 SUSPECT_THRESHOLD = 0.5
+#: How ``flag_suspects`` chooses, in words (run summaries, the CLI).
+SUSPECT_RULE = "the n highest scores, n = training samples the saved model labels differently"
 
 
 def margins(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -62,5 +70,17 @@ def score_samples(ledger: pd.DataFrame) -> pd.DataFrame:
 
 
 def is_suspect(score: np.ndarray | pd.Series, threshold: float = SUSPECT_THRESHOLD) -> np.ndarray:
-    """Boolean mask of suspected mislabels: ``score > threshold``."""
+    """Boolean mask of suspected mislabels by a threshold: ``score > threshold``."""
     return np.asarray(score) > threshold
+
+
+def flag_suspects(score: np.ndarray | pd.Series, disagrees: np.ndarray) -> np.ndarray:
+    """Boolean mask of the default suspects: the ``disagrees.sum()`` highest scores (ties: first come).
+
+    ``disagrees`` (n,) marks the samples whose given label the model does not predict; only their count
+    is used, so the suspects are always the top of the score ranking.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    flagged = np.zeros(len(score), dtype=bool)
+    flagged[np.argsort(-score, kind="stable")[: int(np.sum(disagrees))]] = True
+    return flagged

@@ -51,6 +51,7 @@ class Samples:
     origin: dict[str, Any]  # how to open the source again (exporters materialise HF rows from it)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (sample id, reason)
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of each sample, from the header
+    empty_classes: list[str] = field(default_factory=list)  # class folders / labels without a readable image
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -76,7 +77,24 @@ class Samples:
             name=self.name, root=self.root, sample_ids=[self.sample_ids[i] for i in indices],
             images=self.images.take(indices), labels=self.labels[indices], class_names=self.class_names,
             origin=self.origin, skipped=self.skipped, sizes=[self.sizes[i] for i in indices],
+            empty_classes=self.empty_classes,
         )
+
+    def without(self, failed: Sequence[tuple[int, str]]) -> "Samples":
+        """These samples less the (index, reason) pairs in ``failed``, which join ``skipped``.
+
+        Raises BadInputError when fewer than two classes keep a sample (nothing left to clean).
+        """
+        if not failed:
+            return self
+        dropped = {i for i, _ in failed}
+        kept = self.subset([i for i in range(len(self)) if i not in dropped])
+        kept.skipped = self.skipped + [(self.sample_ids[i], reason) for i, reason in failed]
+        present = np.unique(kept.labels)
+        if len(present) < 2:
+            raise BadInputError(f"after skipping {len(failed)} images that cannot be decoded, "
+                                f"{'no' if len(present) == 0 else 'only one'} class has images left")
+        return kept
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=self.num_classes)
@@ -136,7 +154,7 @@ def scan_image_folder(root: str | os.PathLike) -> Samples:
             files.append(path)
             classes.append(class_dir.name)
     return _from_files(root.resolve().name, root, {"kind": "imagefolder", "path": str(root.resolve())},
-                       ids, files, classes, where=str(root))
+                       ids, files, classes, where=str(root), declared_classes=[d.name for d in class_dirs])
 
 
 def read_manifest(path: str | os.PathLike, *, path_column: str = "path", label_column: str = "label",
@@ -353,16 +371,20 @@ def _check_unique(ids: Sequence[str], where: str) -> None:
 
 
 def _from_files(name: str, root: Path | None, origin: dict, ids: list[str], files: list[Path],
-                classes: list[str | None], *, where: str, class_order: list[str] | None = None) -> Samples:
+                classes: list[str | None], *, where: str, class_order: list[str] | None = None,
+                declared_classes: list[str] | None = None) -> Samples:
     checks = [_image_size(file) for file in files]
-    return _build(name, root, origin, ids, checks, classes, FileImages(files), where=where, class_order=class_order)
+    return _build(name, root, origin, ids, checks, classes, FileImages(files), where=where, class_order=class_order,
+                  declared_classes=declared_classes)
 
 
 def _build(name: str, root: Path | None, origin: dict, ids: list[str], checks: list, classes: list[str | None],
-           store, *, where: str, class_order: list[str] | None = None) -> Samples:
+           store, *, where: str, class_order: list[str] | None = None,
+           declared_classes: list[str] | None = None) -> Samples:
     """Samples from per-row ids, header checks ((w, h) or a reason) and class names; bad rows skipped.
 
-    Classes are ``class_order`` (a ClassLabel's) or sorted, keeping only classes that have a sample.
+    Classes are ``class_order`` (a ClassLabel's) or sorted, keeping only classes that have a sample; the
+    others (and ``declared_classes`` without a row, e.g. empty class folders) are listed in ``empty_classes``.
     """
     keep, skipped = [], []
     for i, (sample_id, check, class_name) in enumerate(zip(ids, checks, classes)):
@@ -381,10 +403,11 @@ def _build(name: str, root: Path | None, origin: dict, ids: list[str], checks: l
             f"only one class with images in {where} ({class_names[0]!r}): label noise needs at least two classes"
         )
     index = {c: i for i, c in enumerate(class_names)}
+    named = set(declared_classes or []) | set(class_order or []) | {c for c in classes if c}
     return Samples(
         name=name, root=root, sample_ids=[ids[i] for i in keep], images=store.take(keep),
         labels=np.array([index[classes[i]] for i in keep], dtype=np.int64), class_names=class_names,
-        origin=origin, skipped=skipped, sizes=[checks[i] for i in keep],
+        origin=origin, skipped=skipped, sizes=[checks[i] for i in keep], empty_classes=sorted(named - present),
     )
 
 
@@ -405,7 +428,7 @@ def _image_size(file: Path | io.BytesIO) -> tuple[int, int] | str:
     try:
         with Image.open(file) as image:
             return image.size
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         return f"{type(err).__name__}: {err}".splitlines()[0]
 
 

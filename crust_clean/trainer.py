@@ -173,30 +173,49 @@ def _full_data_pairs(base: ImageDataset) -> MixupPairs:
     return MixupPairs(base, rows, rows, np.ones(len(rows)), np.ones(len(rows)))
 
 
-def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: ImageDataset | None, *,
-          cfg: RunConfig, device: Device, workers: int, progress: bool = True) -> Iterator[EpochResult]:
-    """Run Algorithm 1 for ``cfg.train.epochs`` epochs, yielding after each one.
+@dataclass
+class Optimisation:
+    """What SGD carries from epoch to epoch besides the weights (checkpointed with them)."""
 
-    ``train_set`` and ``eval_set`` hold the same training samples with the train and eval transforms.
-    Randomness (loader order, augmentation, partners, mixup) derives from ``cfg.train.seed`` and the
-    epoch number, so a CPU run is repeatable.
+    optimizer: torch.optim.Optimizer
+    scheduler: MultiStepLRScheduler
+    scaler: torch.amp.GradScaler
+
+    @classmethod
+    def create(cls, model, cfg: RunConfig, device: Device) -> "Optimisation":
+        """Put ``model`` on the device, then build SGD with momentum (timm), the step schedule and the scaler."""
+        t = cfg.train
+        model.to(device.device)
+        if device.device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        optimizer = create_optimizer_v2(model, "momentum", lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum)
+        scheduler = MultiStepLRScheduler(
+            optimizer, decay_t=sorted({max(1, int(round(f * t.epochs))) for f in t.lr_decay_at}), decay_rate=0.1
+        )
+        scaler = torch.amp.GradScaler(device.device.type, enabled=device.amp_dtype == torch.float16)
+        return cls(optimizer, scheduler, scaler)
+
+
+def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: ImageDataset | None, *,
+          cfg: RunConfig, device: Device, workers: int, optimisation: Optimisation, start_epoch: int = 0,
+          progress: bool = True) -> Iterator[EpochResult]:
+    """Run Algorithm 1 from ``start_epoch`` to ``cfg.train.epochs``, yielding after each epoch.
+
+    ``train_set`` and ``eval_set`` hold the same training samples with the train and eval transforms;
+    ``optimisation`` was made by ``Optimisation.create`` for ``model`` (and, when resuming, loaded from a
+    checkpoint with the model and the global RNG). Randomness (loader order, augmentation, partners,
+    mixup) derives from ``cfg.train.seed``, the epoch number and the global torch RNG, so a CPU run is
+    repeatable, resumed or not.
     """
     c, t = cfg.crust, cfg.train
-    model.to(device.device)
-    if device.device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    optimizer = create_optimizer_v2(model, "momentum", lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum)
-    scheduler = MultiStepLRScheduler(
-        optimizer, decay_t=sorted({max(1, int(round(f * t.epochs))) for f in t.lr_decay_at}), decay_rate=0.1
-    )
-    scaler = torch.amp.GradScaler(device.device.type, enabled=device.amp_dtype == torch.float16)
+    optimizer, scheduler, scaler = optimisation.optimizer, optimisation.scheduler, optimisation.scaler
     selecting = c.selector != "none"
     outputs = None
-    if selecting and c.warmup_epochs == 0:
+    if selecting and start_epoch >= c.warmup_epochs:  # the proxies that choose the first coreset
         outputs = eval_pass(model, eval_set, cfg=cfg, device=device, workers=workers, progress=progress,
-                            want_proxies=True, desc="initial pass")
+                            want_proxies=True, desc="initial pass" if start_epoch == 0 else "resuming: proxies")
 
-    for epoch in range(t.epochs):
+    for epoch in range(start_epoch, t.epochs):
         start = time.perf_counter()
         wait = DataWait()
         rng = np.random.default_rng([t.seed, epoch])

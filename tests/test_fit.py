@@ -69,6 +69,11 @@ def test_every_output_is_written_with_the_right_shape(run, noisy_colours):
     noisy = scores["given_label"].to_numpy() != truth_of(noisy_colours).loc[scores["sample_id"]].to_numpy()
     from crust_clean.evaluation import detection_metrics
     assert detection_metrics(scores["score"].to_numpy(), noisy)["auroc"] == pytest.approx(last["detection"]["auroc"], abs=1e-6)
+    # suspects: the top n of the ranking, n = training samples the saved model labels differently
+    table = run.review_table().set_index("sample_id").loc[scores["sample_id"]]
+    n_disagree = int((table["predicted_label"] != table["given_label"]).sum())
+    assert scores["suspect"].tolist() == [True] * n_disagree + [False] * (len(scores) - n_disagree)
+    assert table["suspect"].tolist() == scores["suspect"].tolist()  # the exporters' default is the run's rule
 
 
 def test_model_loads_with_plain_timm_and_predicts_like_the_run(run):
@@ -135,7 +140,7 @@ def test_without_validation_the_last_epoch_is_kept_and_unreadable_files_are_list
     assert info["chosen_by"] == "last_epoch" and info["epoch"] == 1
     assert run.metrics["summary"]["val_accuracy"] is None and run.metrics["summary"]["n_skipped"] == 1
     skipped = pd.read_csv(run.path / "skipped.csv")
-    assert skipped["path"].tolist() == ["red/truncated.png"]
+    assert skipped["sample_id"].tolist() == ["red/truncated.png"]
     assert len(run.scores) == 40
 
 

@@ -100,7 +100,7 @@ def test_auto_policy_drops_or_relabels_the_suspects(reviewed, tmp_path):
     from crust_clean.manifest import export_manifest
 
     run, _, _, _ = reviewed
-    table = run.review_table(threshold=0.5)
+    table = run.review_table()  # the run's own suspects, as export_manifest takes them by default
     written = export_manifest(run, tmp_path / "auto", policy="auto", relabel_confidence=0.6)
     suspects = table[table["suspect"]]
     confident = suspects[(suspects["confidence"] >= 0.6) & (suspects["predicted_label"] != suspects["given_label"])]

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from crust_clean.evaluation import detection_metrics, ranking_metrics
-from crust_clean.scores import is_suspect, margins, score_samples
+from crust_clean.scores import flag_suspects, is_suspect, margins, score_samples
 
 
 def ledger(rows):
@@ -44,6 +44,24 @@ def test_detection_metrics_against_hand_counts():
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == 1.0
     assert m["auroc"] == pytest.approx(5 / 6)  # 5 of the 6 noisy/clean pairs are ordered right
     assert detection_metrics(score, np.zeros(5, bool))["auroc"] is None
+
+
+def test_suspects_are_the_top_scores_counted_by_the_models_disagreements():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        score = rng.choice([0.1, 0.3, 0.5, 0.7], size=30)  # many ties
+        disagrees = rng.random(30) < rng.random()
+        flagged = flag_suspects(score, disagrees)
+        n = disagrees.sum()
+        assert flagged.sum() == n
+        if 0 < n < 30:  # brute force: nothing outside the flagged set scores higher than anything inside
+            assert score[~flagged].max() <= score[flagged].min()
+        if 0 < n:  # ties go to the first samples, as in the stable ranking of scores.csv
+            boundary = score[flagged].min()
+            tied = np.flatnonzero(score == boundary)
+            assert flagged[tied].tolist() == sorted(flagged[tied].tolist(), reverse=True)
+    m = detection_metrics(np.array([0.9, 0.2, 0.8]), np.array([True, False, False]), np.array([True, False, True]))
+    assert (m["flagged"], m["precision"], m["recall"]) == (2, 0.5, 1.0)
 
 
 def test_margin_is_given_logit_minus_the_best_other():
