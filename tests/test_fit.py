@@ -76,6 +76,13 @@ def test_every_output_is_written_with_the_right_shape(run, noisy_colours):
     assert table["suspect"].tolist() == scores["suspect"].tolist()  # the exporters' default is the run's rule
 
 
+def test_a_run_folder_holds_data_formats_only_no_pickle(run):
+    files = [p for p in run.path.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} <= {".yaml", ".json", ".csv", ".parquet", ".safetensors"}
+    # neither a raw pickle (protocols 2-5) nor a zip (what torch.save writes: a pickle inside)
+    assert not any(p.read_bytes()[:2] in (b"\x80\x02", b"\x80\x04", b"\x80\x05", b"PK") for p in files)
+
+
 def test_model_loads_with_plain_timm_and_predicts_like_the_run(run):
     info = json.loads((run.path / "model.json").read_text())
     assert info["class_names"] == ["blue", "green", "red", "yellow"]
