@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 
 WEIGHTS := weights/efficientnet_lite0-imagenet.safetensors
 
-.PHONY: install demo test weights screenshot bench-quick bench-selection bench-loading clean
+.PHONY: install demo test weights screenshot bench-quick bench-detect-full bench-selection bench-loading clean
 
 install: $(INSTALLED)
 
@@ -39,6 +39,26 @@ screenshot: $(INSTALLED)
 bench-quick: $(INSTALLED)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/detect.py --subset 2000 --epochs 20 --seeds 0
+
+# Everything in benchmarks/RESULTS.md and results/signals.md, probe.md: 3 seeds, both regimes, the fraction
+# sweep and the fine-tuning regime (about 3 hours on 2 CPU cores; run folders kept in ../bench-runs)
+BENCH_RUNS ?= ../bench-runs
+bench-detect-full: $(INSTALLED) weights
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 --seeds 0 1 2 --equal-time --keep $(BENCH_RUNS)
+	$(BIN)/python benchmarks/detect.py --dataset mnist-sym50 fashion-mnist-asym40 --seeds 0 1 2 --equal-time \
+		--no-cleanlab --keep $(BENCH_RUNS)
+	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 mnist-sym50 --seeds 0 \
+		--settings centrality/given/last-layer facility-location/given/last-layer --fractions 0.1 0.3 0.7 \
+		--no-cleanlab --no-mistakenness --keep $(BENCH_RUNS) --tag=-fraction
+	$(BIN)/python benchmarks/detect.py --dataset mnist-sym50 cifar10n-random1 --seeds 0 1 2 --epochs 60 \
+		--no-augment --settings centrality/given/last-layer --equal-time --no-cleanlab --keep $(BENCH_RUNS) \
+		--tag=-long-noaug
+	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 --config finetune-pretrained --set img_size=64 \
+		--epochs 6 --seeds 0 1 2 --settings centrality/given/last-layer --equal-time --no-cleanlab \
+		--keep $(BENCH_RUNS) --tag=-finetune64
+	$(BIN)/python benchmarks/probe.py --train 1000 --test 500 --img-size 64 128
+	$(BIN)/python benchmarks/signals.py $(BENCH_RUNS)
 
 bench-selection: $(INSTALLED)
 	$(BIN)/python benchmarks/selection.py
