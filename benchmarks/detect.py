@@ -228,7 +228,9 @@ def run_dataset(name: str, args) -> dict:
     from crust_clean.errors import CrustCleanError
     from crust_clean.evaluation import ranking_metrics
 
-    result = {"dataset": name + args.tag, "augment": args.augment, "subset": args.subset, "test_images": args.test,
+    from crust_clean.scores import SUSPECT_RULE
+
+    result = {"dataset": name + args.tag, "augment": args.augment, "crust_rule": SUSPECT_RULE, "subset": args.subset, "test_images": args.test,
               "epochs": args.epochs, "seeds": args.seeds, "methods": {},
               "config": f"configs/{args.config}.yaml" + "".join(f" {k}={v}" for k, v in OVERRIDES.items()),
               "curves": {}, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
@@ -363,8 +365,8 @@ def write_markdown() -> None:
              "Made by `benchmarks/detect.py` (see its docstring for data, noise and methods); one section per "
              "`benchmarks/results/detect-*.json`. Scores are ranked on the training split of each run; "
              "mean ± std over seeds where there are several. F1@k: precision = recall at k = the true number "
-             "of noisy samples. Own rule: the method's decision (crust-clean: score > 0.5; cleanlab: "
-             "find_label_issues; mistakenness > 0.5). Epochs: full-data-equivalent epochs trained for the "
+             "of noisy samples. Own rule: the method's decision (crust-clean: the rule named in each section, "
+             "`score > 0.5` before it changed; cleanlab: find_label_issues; mistakenness > 0.5). Epochs: full-data-equivalent epochs trained for the "
              "scores (cleanlab: 5 folds x 4/5 of the data). Test accuracy: the run's saved model on clean "
              "test images.", ""]
     for path in sorted(RESULTS.glob("detect-*.json")):
@@ -374,7 +376,8 @@ def write_markdown() -> None:
                   f"{result['subset']} training images (stratified), {result['test_images']} clean test images, "
                   f"{result['epochs']} epochs, seeds {result['seeds']}, {result['config']}"
                   f"{'' if result.get('augment', True) else ' without augmentation'}, "
-                  f"{result['machine']['cpus']} CPUs.", "",
+                  f"{result['machine']['cpus']} CPUs; crust-clean's own rule: "
+                  f"{result.get('crust_rule', 'score > 0.5')}.", "",
                   "| method | AUROC | AP | F1@k | own rule P / R / F1 | recall top 1 % / 5 % | test acc. | s | epochs |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for method, runs in result["methods"].items():
