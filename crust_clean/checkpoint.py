@@ -78,7 +78,8 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler, scaler) -> Resum
             meta = json.loads(f.metadata()["state"])
         tensors = load_file(str(path))
     except Exception as err:  # a damaged file: say so in one line
-        raise BadInputError(f"cannot read checkpoint {path}: {str(err).splitlines()[0] if str(err) else err!r}") from None
+        reason = str(err).splitlines()[0] if str(err) else repr(err)
+        raise BadInputError(f"cannot read checkpoint {path}: {reason}") from None
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():

@@ -176,7 +176,8 @@ class DecodedCache:
             file.parent.mkdir(parents=True, exist_ok=True)
             out = open(file, "wb")
         try:
-            for i, pixels in enumerate(_decoded(store, shorter_side, workers, progress, "decoding images into the cache")):
+            decoded = _decoded(store, shorter_side, workers, progress, "decoding images into the cache")
+            for i, pixels in enumerate(decoded):
                 if isinstance(pixels, str):
                     failed.append((i, pixels))
                     continue

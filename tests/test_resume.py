@@ -53,7 +53,8 @@ def _wait_for_epochs(process: subprocess.Popen, out: Path, finished: int) -> Non
 def _assert_same_outputs(resumed, whole) -> None:
     pd.testing.assert_frame_equal(resumed.ledger(), whole.ledger())
     pd.testing.assert_frame_equal(resumed.scores, whole.scores)
-    weights, reference = load_file(str(resumed.path / "model.safetensors")), load_file(str(whole.path / "model.safetensors"))
+    weights = load_file(str(resumed.path / "model.safetensors"))
+    reference = load_file(str(whole.path / "model.safetensors"))
     assert weights.keys() == reference.keys()
     assert all(torch.equal(weights[k], reference[k]) for k in weights)
     assert not (resumed.path / "checkpoint.safetensors").exists() and not (resumed.path / "ledger").exists()
@@ -97,6 +98,9 @@ def test_resume_refuses_what_it_cannot_continue(noisy_colours, tmp_path, uninter
         (started / name).write_bytes((uninterrupted.path / name).read_bytes())
     with pytest.raises(crust_clean.BadInputError, match="before its first epoch ended"):
         crust_clean.resume(started)
+    (started / "checkpoint.safetensors").write_bytes(b"half a checkpoint")
+    with pytest.raises(crust_clean.BadInputError, match="cannot read checkpoint"):
+        crust_clean.resume(started, progress=False)
     result = CliRunner().invoke(cli, ["fit", str(noisy_colours), "--resume", str(started)])
     assert result.exit_code == 2 and "give no SOURCE" in result.output
     result = CliRunner().invoke(cli, ["fit", str(noisy_colours), "--out", str(uninterrupted.path), "--quiet"])
