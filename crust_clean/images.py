@@ -44,7 +44,8 @@ def open_rgb(file: Path | bytes, name: str) -> Image.Image:
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
         image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).round().astype(np.uint8))
-    if image.mode == "P" and "transparency" in image.info or image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La")
+    if has_alpha or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, TRANSPARENT_BACKGROUND + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
