@@ -32,8 +32,11 @@ def uninterrupted(noisy_colours, tmp_path_factory):
 
 
 def _start(noisy_colours, out: Path) -> subprocess.Popen:
+    # SIGINT as a terminal's Ctrl-C finds it: a test runner started in the background (nohup, `cmd &`) passes
+    # SIGINT on ignored, and a Python started that way never raises KeyboardInterrupt
     return subprocess.Popen([sys.executable, "-m", "crust_clean", "fit", str(noisy_colours), "--out", str(out),
-                             *FLAGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *FLAGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_epochs(process: subprocess.Popen, out: Path, finished: int) -> None:
