@@ -14,7 +14,11 @@ def test_local_pretrained_weights_load_the_body_and_leave_a_fresh_head(tmp_path)
     save_file(source.state_dict(), weights)
     model = create_model(ModelConfig(name="resnet10t", pretrained_weights=str(weights)), num_classes=3)
     torch.testing.assert_close(model.conv1[0].weight, source.conv1[0].weight)
-    assert model.get_classifier().weight.shape == (3, source.num_features)
+    head = model.get_classifier()
+    assert head.weight.shape == (3, source.num_features)
+    assert not head.weight.any() and not head.bias.any()  # a new head starts at zero: it must not wreck the body
+    same_classes = create_model(ModelConfig(name="resnet10t", pretrained_weights=str(weights)), num_classes=1000)
+    torch.testing.assert_close(same_classes.get_classifier().weight, source.get_classifier().weight)
 
 
 @pytest.mark.parametrize("config,message", [
