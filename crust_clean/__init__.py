@@ -8,15 +8,17 @@ Public API (heavy libraries load on first use, so ``import crust_clean`` is fast
     run.load_model()      # a timm model with the robust weights
     crust_clean.export_to_fiftyone(run)                    # review in the FiftyOne App
     crust_clean.export_manifest(run, "cleaned/", policy="reviewed")   # the cleaned dataset
+    crust_clean.write_report(run)                          # RUN/report/index.html: dataset health at a glance
 """
 
 from .errors import BadInputError, CrustCleanError
 
 __version__ = "0.1.0"
 __all__ = ["fit", "resume", "describe", "Run", "RunConfig", "load_source", "export_to_fiftyone", "export_manifest",
-           "CrustCleanError", "BadInputError", "__version__"]
+           "write_report", "CrustCleanError", "BadInputError", "__version__"]
 _LAZY = {"fit": "run", "resume": "run", "describe": "run", "Run": "run", "RunConfig": "config", "load_source": "sources",
-         "export_to_fiftyone": "fiftyone_export", "export_manifest": "manifest"}
+         "export_to_fiftyone": "fiftyone_export", "export_manifest": "manifest",
+         "write_report": "report"}
 
 
 def __getattr__(name: str):

@@ -74,9 +74,10 @@ def cli():
 @click.option("--overwrite", is_flag=True, help="write into an existing non-empty run folder")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars or per-epoch lines")
 @click.option("--dry-run", is_flag=True, help="print the resolved config and a dataset summary; do not train")
+@click.option("--report", "with_report", is_flag=True, help="write RUN/report/ at the end (see: crust-clean report)")
 @_config_options
 @_user_errors
-def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, **options):
+def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_report, **options):
     """Train with CRUST on SOURCE and rank suspected mislabels.
 
     SOURCE is an ImageFolder (SOURCE/<class>/**/<image>); a .csv / .jsonl manifest of path,label rows;
@@ -92,7 +93,10 @@ def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, **optio
     if resume_run is not None:
         if source or out or config_file or overwrite or dry_run or options:
             raise BadInputError("--resume RUN continues RUN as it was configured: give no SOURCE or other options")
-        _print_summary(resume(resume_run, progress=not quiet))
+        run = resume(resume_run, progress=not quiet)
+        _print_summary(run)
+        if with_report:
+            _print_report(run)
         return
     if source is None:
         raise BadInputError("give a SOURCE to train on, or --resume RUN")
@@ -105,6 +109,8 @@ def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, **optio
         return
     run = fit_run(source, out=out, config=config_file, overwrite=overwrite, progress=not quiet, **options)
     _print_summary(run)
+    if with_report:
+        _print_report(run)
 
 
 @cli.command()
@@ -205,6 +211,32 @@ def export_manifest_command(run, out, policy, fmt, from_fiftyone, top, threshold
                + (f"; {written.unreviewed_suspects} suspects not reviewed (kept, listed in "
                   f"{written.out / 'unreviewed_suspects.csv'})" if written.unreviewed_suspects else ""))
     click.echo(f"cleaned dataset: {written.dataset}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@_suspect_options
+@click.option("--thumbnails", type=click.IntRange(min=0), default=24, show_default=True,
+              help="how many of the top suspects to show as pictures")
+@click.option("--open", "open_browser", is_flag=True, help="open the report in a web browser")
+@_user_errors
+def report(run, top, threshold, thumbnails, open_browser):
+    """Write RUN/report/index.html (self-contained) and its PNGs: dataset health per class, the most
+    confused labels, the score histogram, training curves, coreset composition and the top suspects.
+    Prints the key figures."""
+    written = _print_report(run, top=top, threshold=threshold, thumbnails=thumbnails)
+    if open_browser:
+        from .report import open_in_browser
+
+        open_in_browser(written)
+
+
+def _print_report(run, **options):
+    from .report import write_report
+
+    written = write_report(run, **options)
+    click.echo("\n" + written.text())
+    return written
 
 
 @cli.command()

@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"never-selected samples: {never.sum()} ({is_noisy[never].mean() if never.any() else 0:.0%} of them "
               f"mislabeled); AUROC of 1 - selection rate: {rate_auroc:.3f}")
     print(f"wall time {summary['wall_seconds']:.0f} s")
+    report = crust_clean.write_report(run)
+    print(f"report: {report.path} (open it in a browser, or: crust-clean report {run.path} --open)")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Run folder contract (``RUN/``):
   model.safetensors  weights of the model chosen on validation accuracy (else the last epoch)
   predictions.parquet  that model on every sample (train and val): predicted_label, confidence, logits
   model.json         what timm needs to rebuild it: model name, num_classes, class_names, img_size, mean/std
+  report/            index.html + PNGs, when asked for (``crust_clean.report``)
 While it trains (removed when it finishes): checkpoint.safetensors (see ``crust_clean.checkpoint``) and
 ledger/epoch-NNNN.parquet, the ledger rows of each finished epoch; ``resume`` continues from them.
 """
@@ -101,7 +102,8 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
         raise BadInputError(f"run folder {out} is inside the dataset {samples.root}: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     (out / CHECKPOINT).unlink(missing_ok=True)  # an overwritten run's resume state must not survive
-    shutil.rmtree(out / "ledger", ignore_errors=True)
+    for stale in ("ledger", "report"):  # nor its per-epoch rows, nor a report of the old run
+        shutil.rmtree(out / stale, ignore_errors=True)
     return _train_run(source, samples, truth, cfg, out, progress=progress, resume=False)
 
 
@@ -247,7 +249,8 @@ def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfi
         "never_selected": int(scores["never_selected"].sum()),
         "suspects": int(scores["suspect"].sum()), "suspect_rule": SUSPECT_RULE,
         "wall_seconds": round(time.perf_counter() - started, 2), "resumed": resume, "cache": cache,
-        "device": str(device.device), "torch": torch.__version__, "python": platform.python_version(),
+        "device": str(device.device), "device_name": _device_name(device.device),
+        **_versions(), "python": platform.python_version(),
     }
     if is_noisy is not None:  # the final scores and suspects against the truth
         noisy_by_id = dict(zip(train_ids, is_noisy))
@@ -260,6 +263,25 @@ def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfi
     if cache == "disk":
         shutil.rmtree(out / "cache", ignore_errors=True)  # pixels only: the source still has every image
     return Run(out)
+
+
+def _device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    import torch
+
+    from . import __version__
+
+    return {"torch": torch.__version__, "timm": version("timm"), "datasets": version("datasets"),
+            "crust_clean": __version__}
 
 
 def describe(source: str | os.PathLike, config: RunConfig | None = None, *, check: bool = False,

@@ -22,4 +22,5 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     for text in ["detection AUROC", "precision", "recall", "clean held-out images", "never-selected samples"]:
         assert text in out
     assert (tmp_path / "demo" / "run" / "scores.csv").is_file()
+    assert (tmp_path / "demo" / "run" / "report" / "index.html").is_file() and "report: " in out
 
