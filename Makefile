@@ -55,7 +55,7 @@ bench-detect-full: $(INSTALLED) weights
 		--no-augment --settings centrality/given/last-layer --equal-time --no-cleanlab --keep $(BENCH_RUNS) \
 		--tag=-long-noaug
 	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 --config finetune-pretrained --set img_size=64 \
-		--epochs 6 --subset 1000 --test 1000 --seeds 0 1 2 --settings centrality/given/last-layer --equal-time --no-cleanlab \
+		--epochs 6 --subset 2000 --test 1000 --seeds 0 1 2 --settings centrality/given/last-layer --equal-time --no-cleanlab \
 		--keep $(BENCH_RUNS) --tag=-finetune64
 	$(BIN)/python benchmarks/probe.py --train 1000 --test 500 --img-size 64 128
 	$(BIN)/python benchmarks/signals.py $(BENCH_RUNS)
