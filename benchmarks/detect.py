@@ -360,6 +360,12 @@ def plot(result: dict) -> None:
         plt.close(fig)
 
 
+def _epochs(per_seed: list[float]) -> str:
+    """Epochs trained: one number, or the range when seeds differ (CE at CRUST's wall time)."""
+    low, high = min(per_seed), max(per_seed)
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
+
+
 def write_markdown() -> None:
     lines = ["# Detection benchmark results", "",
              "Made by `benchmarks/detect.py` (see its docstring for data, noise and methods); one section per "
@@ -378,6 +384,7 @@ def write_markdown() -> None:
                   f"{'' if result.get('augment', True) else ' without augmentation'}, "
                   f"{result['machine']['cpus']} CPUs; crust-clean's own rule: "
                   f"{result.get('crust_rule', 'score > 0.5')}.", "",
+                  *[f"Note: {note}\n" for note in result.get("notes", [])],
                   "| method | AUROC | AP | F1@k | own rule P / R / F1 | recall top 1 % / 5 % | test acc. | s | epochs |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for method, runs in result["methods"].items():
@@ -390,7 +397,7 @@ def write_markdown() -> None:
                 f"{_mean_std([r['at_noise_count']['f1'] for r in runs])} | {own_text} | "
                 f"{_mean_std([r['recall_top_1pct'] for r in runs])} / {_mean_std([r['recall_top_5pct'] for r in runs])} | "
                 f"{_mean_std([r['test_accuracy'] for r in runs])} | {np.mean([r['seconds'] for r in runs]):.0f} | "
-                f"{runs[0]['epochs']:g} |")
+                f"{_epochs([r['epochs'] for r in runs])} |")
         for failure in result.get("failures", []):
             lines.append(f"\n**{failure['method']} failed** (seed {failure['seed']}): {failure['error']}")
         lines += ["", f"![precision-recall]({'results/' + path.stem}-pr.png)", ""]
