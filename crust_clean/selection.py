@@ -334,7 +334,7 @@ def mixup_partners(assignment: np.ndarray, medoids: np.ndarray, rng: np.random.G
 class Selection:
     """One epoch's weighted coreset over all n training rows (indices are into those rows)."""
 
-    medoids: np.ndarray  # (m,) int64 selected rows, grouped by class
+    medoids: np.ndarray  # (m,) int64 selected rows, grouped by class, in row order within a class
     weights: np.ndarray  # (m,) float normalised medoid weights (mean 1, capped)
     partners: np.ndarray  # (m,) int64 mixup partner of each medoid, from its own cluster
     medoid_of: np.ndarray  # (n,) int64 the medoid row each row is assigned to
@@ -348,6 +348,16 @@ class Selection:
         weight = np.zeros(n, dtype=np.float64)
         weight[self.medoids] = self.weights
         return weight
+
+
+def _in_row_order(coreset: Coreset) -> Coreset:
+    """The same coreset with its medoids sorted by row: partners and mixup weights are drawn in this order, so
+    they depend on which rows were selected, not on the order they were found in (which a float near-tie
+    can swap)."""
+    order = np.argsort(coreset.medoids, kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    return Coreset(coreset.medoids[order], coreset.cluster_sizes[order], position[coreset.assignment])
 
 
 def select_coreset(
@@ -389,6 +399,7 @@ def select_coreset(
             coreset = centrality(x, k, chunk_size=chunk_size)
         else:
             raise ValueError(f"selector={selector!r} is not one of: facility-location, centrality")
+        coreset = _in_row_order(coreset)
         medoids.append(rows[coreset.medoids])
         sizes.append(coreset.cluster_sizes)
         partners.append(rows[mixup_partners(coreset.assignment, coreset.medoids, rng)])
