@@ -182,14 +182,15 @@ def _lazy_greedy(x: Tensor, k: int, d0: float, chunk_size: int, neighbours: int)
     """The exact greedy's choices with a fraction of its distance computations.
 
     Row i adds max(0, dist_i - d_ij) to the gain of candidate j, dist_i being its distance to the chosen set
-    (d0 while empty). Once dist_i is within the radius of i's neighbour list, every j that can still gain
-    from i is in that list: i is *covered* and its part of every gain is kept up to date from the list
-    alone. Gains then come in two parts: the covered rows' (a running sum, exact) and the uncovered rows'
-    (computed from distances when a candidate is evaluated). The uncovered rows vanish after roughly
-    n / neighbours medoids (971 of 10,000 for n = 20,000 clustered rows and 64 neighbours); from then on each step is an argmax over exact gains and an update of the rows
-    that moved, and no distance is computed any more. Until then the lazy greedy (stale gains as upper
-    bounds, valid by submodularity) evaluates the leading candidates in blocks. The choices are the naive
-    greedy's up to float rounding (exact ties, e.g. two mutually nearest rows, may go either way).
+    (d0 while empty). Once dist_i is within the radius of i's neighbour list, every j that can still gain from
+    i is in that list: i is *covered* and its part of every gain is kept up to date from the list alone. Gains
+    then come in two parts: the covered rows' (a running sum, exact) and the uncovered rows' (computed from
+    distances when a candidate is evaluated). The uncovered rows vanish after roughly n / neighbours medoids
+    (971 of 10,000 for n = 20,000 clustered rows and 64 neighbours); from then on each step is an argmax over
+    exact gains and an update of the rows that moved, and no distance is computed any more. Until then the
+    lazy greedy (stale gains as upper bounds, valid by submodularity) evaluates the leading candidates in
+    blocks. The choices are the naive greedy's up to float rounding (exact ties, e.g. two mutually nearest
+    rows, may go either way).
     """
     n = len(x)
     lists = _NeighbourLists(x, min(neighbours, n), chunk_size)
