@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import sys
 import typing
 
@@ -43,13 +44,19 @@ def _config_options(command):
     return command
 
 
+def _is_main_process() -> bool:
+    """False in the ranks 1.. of a torchrun launch (rank 0 speaks for the run)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _user_errors(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except CrustCleanError as err:
-            click.echo(f"Error: {err}", err=True)
+            if _is_main_process():  # under torchrun every rank meets the error: say it once
+                click.echo(f"Error: {err}", err=True)
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
@@ -75,9 +82,12 @@ def cli():
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars or per-epoch lines")
 @click.option("--dry-run", is_flag=True, help="print the resolved config and a dataset summary; do not train")
 @click.option("--report", "with_report", is_flag=True, help="write RUN/report/ at the end (see: crust-clean report)")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="train with this many processes (DDP, one per GPU; gloo on CPU); the same as "
+                   "torchrun --nproc-per-node N -m crust_clean fit ...")
 @_config_options
 @_user_errors
-def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_report, **options):
+def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_report, nproc, **options):
     """Train with CRUST on SOURCE and rank suspected mislabels.
 
     SOURCE is an ImageFolder (SOURCE/<class>/**/<image>); a .csv / .jsonl manifest of path,label rows;
@@ -89,14 +99,17 @@ def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_re
     """
     from .run import describe, fit as fit_run, resolve_config, resume
 
+    if nproc > 1 and "WORLD_SIZE" not in os.environ and not dry_run:
+        sys.exit(_launch_ranks(nproc))
     options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items() if v not in (None, ())}
     if resume_run is not None:
         if source or out or config_file or overwrite or dry_run or options:
             raise BadInputError("--resume RUN continues RUN as it was configured: give no SOURCE or other options")
         run = resume(resume_run, progress=not quiet)
-        _print_summary(run)
-        if with_report:
-            _print_report(run)
+        if _is_main_process():
+            _print_summary(run)
+            if with_report:
+                _print_report(run)
         return
     if source is None:
         raise BadInputError("give a SOURCE to train on, or --resume RUN")
@@ -108,9 +121,10 @@ def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_re
         _print_description(describe(source, resolved))
         return
     run = fit_run(source, out=out, config=config_file, overwrite=overwrite, progress=not quiet, **options)
-    _print_summary(run)
-    if with_report:
-        _print_report(run)
+    if _is_main_process():
+        _print_summary(run)
+        if with_report:
+            _print_report(run)
 
 
 @cli.command()
@@ -260,6 +274,49 @@ def plugin_path():
     from .fiftyone_export import PLUGINS_DIR
 
     click.echo(PLUGINS_DIR)
+
+
+def _launch_ranks(nproc: int) -> int:
+    """Run this same ``fit`` command line as ``nproc`` processes with torchrun's environment (RANK,
+    WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), as ``torchrun --standalone`` would, but keeping the ranks'
+    one-line errors and exit status. When one rank fails the others get a few seconds to stop on their own
+    (a bad input stops them all), then are terminated (they would wait for it forever)."""
+    import socket
+    import subprocess
+    import time
+
+    args = sys.argv[1:]
+    if args[:1] != ["fit"]:
+        raise BadInputError("--nproc works from the command line: crust-clean fit SOURCE --nproc N ...")
+    for i, arg in enumerate(args):  # drop --nproc N / --nproc=N: the ranks must not launch again
+        if arg == "--nproc":
+            args = args[:i] + args[i + 2:]
+            break
+        if arg.startswith("--nproc="):
+            args = args[:i] + args[i + 1:]
+            break
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ranks = [subprocess.Popen([sys.executable, "-m", "crust_clean", *args], env={
+        **os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(nproc),
+        "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(nproc)}) for rank in range(nproc)]
+    try:
+        while all(p.poll() is None or p.returncode == 0 for p in ranks):
+            if all(p.poll() is not None for p in ranks):
+                return 0
+            time.sleep(0.2)
+        deadline = time.monotonic() + 5
+        while any(p.poll() is None for p in ranks) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        for p in ranks:
+            if p.poll() is None:
+                p.terminate()
+        for p in ranks:
+            p.wait()
+    codes = [p.returncode for p in ranks]
+    return next((c for c in codes if c > 0), 1)
 
 
 def _print_description(info: dict, *, all_skipped: bool = False) -> None:

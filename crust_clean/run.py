@@ -35,6 +35,7 @@ import pandas as pd
 from .atomic import atomic_path, write_text
 from .config import RunConfig, apply_options, dump_yaml, from_dict, load_yaml
 from .checkpoint import CHECKPOINT
+from .distributed import SINGLE, Ranks, barrier, broadcast, from_environment
 from .errors import BadInputError, CrustCleanError, Interrupted
 from .scores import SUSPECT_RULE, flag_suspects, is_suspect, margins, score_samples
 from .sources import Samples, load_source, read_true_labels, stratified_split
@@ -92,19 +93,23 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     >>> run.scores.head(10)[["sample_id", "given_label", "predicted_label", "score"]]  # doctest: +SKIP
     """
     cfg = resolve_config(config, **options)
+    ranks = from_environment(cfg.train.device)  # several processes under torchrun, else one
     samples = load_source(source, **cfg.data.source_options())
     truth = read_true_labels(cfg.data.true_labels, samples) if cfg.data.true_labels else None
-    out = Path(out) if out is not None else _default_run_dir(cfg, samples)
+    out = broadcast(Path(out) if out is not None else _default_run_dir(cfg, samples), ranks)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise BadInputError(f"run folder {out} already exists and is not empty (use --resume to continue it, "
                             "--overwrite to replace it)")
     if samples.root is not None and out.resolve().is_relative_to(samples.root.resolve()):
         raise BadInputError(f"run folder {out} is inside the dataset {samples.root}: choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / CHECKPOINT).unlink(missing_ok=True)  # an overwritten run's resume state must not survive
-    for stale in ("ledger", "report"):  # nor its per-epoch rows, nor a report of the old run
-        shutil.rmtree(out / stale, ignore_errors=True)
-    return _train_run(source, samples, truth, cfg, out, progress=progress, resume=False)
+    barrier(ranks)  # every rank has looked at the folder before rank 0 writes into it
+    if ranks.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CHECKPOINT).unlink(missing_ok=True)  # an overwritten run's resume state must not survive
+        for stale in ("ledger", "report"):  # nor its per-epoch rows, nor a report of the old run
+            shutil.rmtree(out / stale, ignore_errors=True)
+    barrier(ranks)
+    return _train_run(source, samples, truth, cfg, out, progress=progress, resume=False, ranks=ranks)
 
 
 def resume(run: str | os.PathLike, *, progress: bool = True) -> "Run":
@@ -126,29 +131,31 @@ def resume(run: str | os.PathLike, *, progress: bool = True) -> "Run":
         raise BadInputError(f"run {out} stopped before its first epoch ended: nothing to resume "
                             "(start it again with --overwrite)")
     cfg = from_dict(load_yaml(out / "config.yaml")).validate()
+    ranks = from_environment(cfg.train.device)
     source = json.loads((out / "source.json").read_text())["source"]
     samples = load_source(source, **cfg.data.source_options())
     truth = read_true_labels(cfg.data.true_labels, samples) if cfg.data.true_labels else None
-    return _train_run(source, samples, truth, cfg, out, progress=progress, resume=True)
+    return _train_run(source, samples, truth, cfg, out, progress=progress, resume=True, ranks=ranks)
 
 
 def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfig, out: Path, *,
-               progress: bool, resume: bool) -> "Run":
-    """Decode, split, train (from the checkpoint when resuming) and write every output of a run."""
+               progress: bool, resume: bool, ranks: Ranks = SINGLE) -> "Run":
+    """Decode, split, train (from the checkpoint when resuming) and write every output of a run.
+    With several ranks all of them train and rank 0 alone writes (``crust_clean.distributed``)."""
     import torch
 
     from . import models
     from .checkpoint import load_checkpoint, save_checkpoint
     from .data import ImageDataset, default_workers
-    from .ledger import Ledger, write_ledger
-    from .evaluation import detection_metrics
+    from .ledger import Ledger
     from .trainer import Device, Optimisation, eval_pass, train
 
     started = time.perf_counter()
-    device = Device.resolve(cfg.train.device)
+    device = Device.resolve(_rank_device(cfg.train.device, ranks))
+    progress = progress and ranks.is_main
     workers = cfg.data.workers if cfg.data.workers is not None else default_workers(device.device)
     cache = _cache_kind(samples, cfg)
-    images, failed = _decoded_images(samples, cache, cfg.model.img_size, out, workers, progress)
+    images, failed = _decoded_images(samples, cache, cfg.model.img_size, out, workers, progress, ranks)
     if failed:  # whole-file decoding found what the header check could not (e.g. a truncated JPEG)
         kept = np.setdiff1d(np.arange(len(samples)), [i for i, _ in failed])
         samples, images = samples.without(failed), images.take(kept)
@@ -160,13 +167,15 @@ def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfi
         if recorded != samples.sample_ids:
             raise BadInputError(f"the source of {out} no longer holds the samples the run started with: "
                                 "start it again with --overwrite")
-    else:
+    elif ranks.is_main:
         write_text(out / "config.yaml", dump_yaml(cfg))
         _write_json(out / "source.json", {"source": _resolved_source(source), **samples.origin})
         _write_samples(out, samples, train_idx, val_idx)
 
     torch.manual_seed(cfg.train.seed)
     model = models.create_model(cfg.model, samples.num_classes)
+    if ranks.active and device.device.type == "cuda":  # BatchNorm over the whole batch, as in one process
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     data_cfg = models.data_config(model, cfg.model)
     train_tf, eval_tf = models.build_transforms(data_cfg, cfg.train)
     labels = samples.labels
@@ -194,7 +203,7 @@ def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfi
     sum_doubt = ledger.sum_of_doubt()  # running sum of 1 - p(given): the score, as in scores.score_samples
     try:
         for result in train(model, train_set, eval_set, val_set, cfg=cfg, device=device, workers=workers,
-                            optimisation=optimisation, start_epoch=start_epoch, progress=progress):
+                            optimisation=optimisation, start_epoch=start_epoch, progress=progress, ranks=ranks):
             o = result.outputs
             ledger.append(result.epoch, loss=o.loss, predicted=o.predicted, prob_given=o.prob_given,
                           margin=margins(o.logits, labels[train_idx]), selection=result.selection)
@@ -205,11 +214,13 @@ def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfi
                 best_accuracy, best_epoch = result.val_accuracy, result.epoch
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             # ledger rows and metrics first, checkpoint last: a checkpoint never names an epoch without them
-            ledger.write_part(out / "ledger")
-            _write_json(out / "metrics.json", {"epochs": epochs})
-            save_checkpoint(out / CHECKPOINT, epoch=result.epoch, model=model, optimizer=optimisation.optimizer,
-                            scheduler=optimisation.scheduler, scaler=optimisation.scaler, best_epoch=best_epoch,
-                            best_accuracy=best_accuracy, best_state=best_state)
+            if ranks.is_main:
+                ledger.write_part(out / "ledger")
+                _write_json(out / "metrics.json", {"epochs": epochs})
+                save_checkpoint(out / CHECKPOINT, epoch=result.epoch, model=model,
+                                optimizer=optimisation.optimizer, scheduler=optimisation.scheduler,
+                                scaler=optimisation.scaler, best_epoch=best_epoch, best_accuracy=best_accuracy,
+                                best_state=best_state)
             if progress:
                 _print_epoch(row)
     except KeyboardInterrupt:
@@ -220,6 +231,30 @@ def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfi
     if best_state is None:  # no validation split: keep the last epoch
         best_epoch = cfg.train.epochs - 1
         best_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    robust = eval_pass(model, ImageDataset(images, labels, eval_tf), cfg=cfg, device=device, workers=workers,
+                       progress=progress, want_proxies=False, desc="robust model", ranks=ranks)
+    if ranks.is_main:
+        run_facts = {"n_val": len(val_idx), "wall_seconds": round(time.perf_counter() - started, 2),
+                     "resumed": resume, "cache": cache, "device": str(device.device),
+                     "device_name": _device_name(device.device), "processes": ranks.world}
+        _write_outputs(out, samples, cfg, data_cfg, best_state, best_epoch, robust, ledger, train_idx, train_ids,
+                       is_noisy, epochs, run_facts)
+    barrier(ranks)  # the others return the run once rank 0 has written it
+    if cache == "disk" and ranks.is_main:
+        shutil.rmtree(out / "cache", ignore_errors=True)  # pixels only: the source still has every image
+    return Run(out)
+
+
+def _write_outputs(out: Path, samples: Samples, cfg: RunConfig, data_cfg: dict, best_state: dict, best_epoch: int,
+                   robust, ledger, train_idx: np.ndarray, train_ids: list[str], is_noisy: np.ndarray | None,
+                   epochs: list[dict], run_facts: dict) -> None:
+    """Everything a finished run holds, from the saved model's pass over all samples (``robust``);
+    ``run_facts`` go into the summary as they are."""
+    from .evaluation import detection_metrics
+    from .ledger import write_ledger
+
+    labels = samples.labels
     _save_model(out, best_state, {
         "architecture": cfg.model.name,
         "num_classes": samples.num_classes,
@@ -229,11 +264,8 @@ def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfi
         "std": list(data_cfg["std"]),
         "interpolation": data_cfg["interpolation"],
         "epoch": best_epoch,
-        "chosen_by": "val_accuracy" if val_set is not None else "last_epoch",
+        "chosen_by": "val_accuracy" if run_facts["n_val"] else "last_epoch",
     })
-    model.load_state_dict(best_state)
-    robust = eval_pass(model, ImageDataset(images, labels, eval_tf), cfg=cfg, device=device, workers=workers,
-                       progress=progress, want_proxies=False, desc="robust model")
     _write_predictions(out, samples, robust)
     ledger_frame = ledger.frame()
     write_ledger(ledger_frame, out / "ledger.parquet")
@@ -242,27 +274,32 @@ def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfi
         scores.to_csv(tmp, index=False)
 
     summary = {
-        "n_train": len(train_idx), "n_val": len(val_idx), "n_skipped": len(samples.skipped),
+        "n_train": len(train_idx), "n_skipped": len(samples.skipped),
         "empty_classes": samples.empty_classes,
         "num_classes": samples.num_classes, "best_epoch": best_epoch,
         "val_accuracy": epochs[best_epoch]["val_accuracy"],
         "never_selected": int(scores["never_selected"].sum()),
         "suspects": int(scores["suspect"].sum()), "suspect_rule": SUSPECT_RULE,
-        "wall_seconds": round(time.perf_counter() - started, 2), "resumed": resume, "cache": cache,
-        "device": str(device.device), "device_name": _device_name(device.device),
-        **_versions(), "python": platform.python_version(),
+        **run_facts, **_versions(), "python": platform.python_version(),
     }
     if is_noisy is not None:  # the final scores and suspects against the truth
         noisy_by_id = dict(zip(train_ids, is_noisy))
         summary["detection"] = detection_metrics(scores["score"].to_numpy(),
                                                  [noisy_by_id[s] for s in scores["sample_id"]], scores["suspect"])
     _write_json(out / "metrics.json", {"summary": summary, "epochs": epochs})
-    # every output is written: the resume state and the pixel cache are no longer needed
+    # every output is written: the resume state is no longer needed
     (out / CHECKPOINT).unlink(missing_ok=True)
     shutil.rmtree(out / "ledger", ignore_errors=True)
-    if cache == "disk":
-        shutil.rmtree(out / "cache", ignore_errors=True)  # pixels only: the source still has every image
-    return Run(out)
+
+
+def _rank_device(name: str, ranks: Ranks) -> str:
+    """The configured device; with several ranks on CUDA, this rank's GPU (torchrun's LOCAL_RANK)."""
+    import torch
+
+    if ranks.active and (name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())):
+        torch.cuda.set_device(ranks.local_rank)
+        return f"cuda:{ranks.local_rank}"
+    return name
 
 
 def _device_name(device) -> str:
@@ -357,14 +394,16 @@ def _cache_kind(samples: Samples, cfg: RunConfig) -> str:
     return "memory" if lossless and sum(w * h * 3 for w, h in samples.sizes) <= AUTO_CACHE_BYTES else "none"
 
 
-def _decoded_images(samples: Samples, cache: str, img_size: int, out: Path, workers: int, progress: bool):
+def _decoded_images(samples: Samples, cache: str, img_size: int, out: Path, workers: int, progress: bool,
+                    ranks: Ranks = SINGLE):
     """(the image store training reads: the source's or its decoded cache, (index, reason) of the images that
-    cannot be decoded). Every image is decoded once here, by the cache build or by a check pass."""
+    cannot be decoded). Every image is decoded once here, by the cache build or by a check pass; a disk cache
+    is one file per rank (each rank reads every sample in the eval passes)."""
     from .images import DecodedCache, undecodable
 
     if cache == "none":
         return samples.images, undecodable(samples.images, workers=workers, progress=progress)
-    file = out / "cache" / f"pixels-{img_size}.u8" if cache == "disk" else None
+    file = out / "cache" / f"rank{ranks.rank}" / f"pixels-{img_size}.u8" if cache == "disk" else None
     decoded = DecodedCache.build(samples.images, img_size, file=file, workers=workers, progress=progress)
     return decoded, decoded.failed
 

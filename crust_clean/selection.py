@@ -74,6 +74,7 @@ def facility_location(
     chunk_size: int = 16_000_000,
     epsilon: float = 0.01,
     generator: torch.Generator | None = None,
+    neighbours: int = 64,
 ) -> Coreset:
     """Select ``k`` medoids of the rows of ``x`` by greedy maximisation of facility location.
 
@@ -84,16 +85,19 @@ def facility_location(
     k : int
         Number of medoids, 1 <= k <= n.
     greedy : {"lazy", "naive", "stochastic"}
-        ``naive`` recomputes every gain each step; ``lazy`` (default) keeps stale gains as upper bounds
-        (valid by submodularity), re-evaluates only the top candidate, and makes the naive greedy's
-        choices (ties go to the lower index, up to float rounding); it computes the distance rows of
-        the next ``chunk_size // n`` candidates in line in one matrix product. ``stochastic`` takes
+        ``naive`` recomputes every gain each step (the reference); ``lazy`` (default) makes the naive
+        greedy's choices (ties to the lower index, up to float rounding) from one pass over the
+        distances plus each row's ``neighbours`` nearest rows (see ``_lazy_greedy``): time about one
+        pairwise-distance pass, memory linear in n. ``stochastic`` takes
         the best of ``(n/k) ln(1/epsilon)`` random candidates each step (Mirzasoleiman et al. 2015),
         a (1 - 1/e - epsilon) approximation in expectation.
     chunk_size : int
         Largest distance block computed at once, in entries.
     epsilon, generator
         Stochastic greedy only.
+    neighbours : int
+        Lazy greedy only: the length of each row's neighbour list (more: fewer distance evaluations
+        before every row is covered, more memory: n x neighbours x 8 bytes).
 
     Returns
     -------
@@ -125,24 +129,9 @@ def facility_location(
             gains[~available] = -math.inf
             add(int(torch.argmax(gains)))  # argmax returns the first maximum
     elif greedy == "lazy":
-        gains = _gains(x, torch.arange(n, device=x.device), best, d0, chunk_size).tolist()
-        heap = [(-g, j) for j, g in enumerate(gains)]
-        heapq.heapify(heap)
-        rows_per_block = max(1, chunk_size // n)
-        cache: dict[int, Tensor] = {}  # similarity rows of the candidates most likely to be evaluated next
-        while len(chosen) < k:
-            _, j = heapq.heappop(heap)
-            if j not in cache:  # fetch j and the next candidates in line in one matrix product
-                block = [j] + [i for _, i in heapq.nsmallest(rows_per_block - 1, heap)]
-                cache = dict(zip(block, similarities(x[torch.tensor(block, device=x.device)], x, d0)))
-            sim = cache.pop(j)
-            fresh = (-float((sim - best).clamp_min_(0).sum()), j)
-            # the fresh gain is exact and the heap's gains are upper bounds: j wins if it beats them all
-            if not heap or fresh <= heap[0]:
-                add(j, sim)
-            else:
-                heapq.heappush(heap, fresh)
-                cache[j] = sim
+        medoids, assignment_np = _lazy_greedy(x, k, d0, chunk_size, neighbours)
+        return Coreset(np.asarray(medoids, dtype=np.int64),
+                       np.bincount(assignment_np, minlength=k).astype(np.int64), assignment_np)
     elif greedy == "stochastic":
         sample_size = min(n, max(1, math.ceil(n / k * math.log(1 / epsilon))))
         for _ in range(k):
@@ -157,6 +146,113 @@ def facility_location(
     medoids = np.asarray(chosen, dtype=np.int64)
     assignment_np = assignment.cpu().numpy()
     return Coreset(medoids, np.bincount(assignment_np, minlength=k).astype(np.int64), assignment_np)
+
+
+#: Most candidates the lazy greedy evaluates in one block while some rows are uncovered.
+_BLOCK_ROWS = 32
+
+
+class _NeighbourLists:
+    """The ``m`` nearest rows of every row (itself included) and, per row j, the rows listing j.
+
+    Built in the same pass over the distance blocks that sums each row's distances (the greedy's first
+    gains), so the lists cost no extra distance computation."""
+
+    def __init__(self, x: Tensor, m: int, chunk_size: int):
+        n = len(x)
+        self.index = np.empty((n, m), dtype=np.int32 if n < 2**31 else np.int64)
+        self.dist = np.empty((n, m), dtype=np.float64 if x.dtype == torch.float64 else np.float32)
+        self.row_sums = np.empty(n, dtype=np.float64)
+        for a, b in _row_blocks(n, n, chunk_size):
+            block = distances(x[a:b], x)
+            self.row_sums[a:b] = block.sum(1).cpu().numpy()  # float32 sums: a float64 reduction is 5x slower
+            values, index = torch.topk(block, m, dim=1, largest=False, sorted=True)
+            self.index[a:b] = index.cpu().numpy()
+            self.dist[a:b] = values.cpu().numpy()
+        # beyond the list, every row is at least this far (a complete list leaves nothing beyond it)
+        self.radius = self.dist[:, -1].copy() if m < n else np.full(n, np.inf)
+        flat = self.index.ravel()
+        order = np.argsort(flat, kind="stable")
+        self.listed_by = order // m  # rows whose list holds j: listed_by[start[j]:start[j + 1]]
+        self.listed_dist = self.dist.ravel()[order]
+        self.start = np.concatenate([[0], np.cumsum(np.bincount(flat, minlength=n))])
+
+
+def _lazy_greedy(x: Tensor, k: int, d0: float, chunk_size: int, neighbours: int) -> tuple[list[int], np.ndarray]:
+    """The exact greedy's choices with a fraction of its distance computations.
+
+    Row i adds max(0, dist_i - d_ij) to the gain of candidate j, dist_i being its distance to the chosen set
+    (d0 while empty). Once dist_i is within the radius of i's neighbour list, every j that can still gain from
+    i is in that list: i is *covered* and its part of every gain is kept up to date from the list alone. Gains
+    then come in two parts: the covered rows' (a running sum, exact) and the uncovered rows' (computed from
+    distances when a candidate is evaluated). The uncovered rows vanish after roughly n / neighbours medoids
+    (971 of 10,000 for n = 20,000 clustered rows and 64 neighbours); from then on each step is an argmax over
+    exact gains and an update of the rows that moved, and no distance is computed any more. Until then the
+    lazy greedy (stale gains as upper bounds, valid by submodularity) evaluates the leading candidates in
+    blocks. The choices are the naive greedy's up to float rounding (exact ties, e.g. two mutually nearest
+    rows, may go either way).
+    """
+    n = len(x)
+    lists = _NeighbourLists(x, min(neighbours, n), chunk_size)
+    dist = np.full(n, d0)
+    assignment = np.zeros(n, dtype=np.int64)
+    covered_gain = np.zeros(n)  # the covered rows' part of each candidate's gain
+    uncovered = np.flatnonzero(dist > lists.radius)
+    x_uncovered = x[torch.as_tensor(uncovered, device=x.device)]
+    chosen: list[int] = []
+
+    def cover(rows: np.ndarray) -> None:
+        contribution = np.maximum(dist[rows, None] - lists.dist[rows], 0)
+        np.add.at(covered_gain, lists.index[rows].ravel(), contribution.ravel())
+
+    is_covered = np.ones(n, dtype=bool)
+    is_covered[uncovered] = False
+    cover(np.flatnonzero(is_covered))
+
+    def add(j: int) -> None:
+        nonlocal uncovered, x_uncovered
+        position = len(chosen)
+        span = slice(lists.start[j], lists.start[j + 1])  # covered rows can only move closer to a j they list
+        rows, to_j = lists.listed_by[span], lists.listed_dist[span]
+        moves = is_covered[rows] & (to_j < dist[rows])
+        rows, to_j = rows[moves], to_j[moves]
+        if len(rows):
+            near = lists.dist[rows]
+            lost = np.maximum(dist[rows, None] - near, 0) - np.maximum(to_j[:, None] - near, 0)
+            np.subtract.at(covered_gain, lists.index[rows].ravel(), lost.ravel())
+            dist[rows], assignment[rows] = to_j, position
+        if len(uncovered):
+            to_j = distances(x[j:j + 1], x_uncovered)[0].cpu().numpy().astype(np.float64)
+            closer = to_j < dist[uncovered]
+            dist[uncovered[closer]], assignment[uncovered[closer]] = to_j[closer], position
+            now_covered = closer & (dist[uncovered] <= lists.radius[uncovered])
+            if now_covered.any():
+                is_covered[uncovered[now_covered]] = True
+                cover(uncovered[now_covered])
+                uncovered = uncovered[~now_covered]
+                x_uncovered = x[torch.as_tensor(uncovered, device=x.device)]
+        covered_gain[j] = -math.inf  # never chosen twice (later updates leave -inf as it is)
+        chosen.append(j)
+
+    heap = [(-g, j) for j, g in enumerate(n * d0 - lists.row_sums)]  # F({j}): the first gains, exact
+    heapq.heapify(heap)
+    while len(chosen) < k:
+        if not len(uncovered):  # every gain is exact: plain greedy, ties to the lower index
+            add(int(np.argmax(covered_gain)))
+            continue
+        block = [heapq.heappop(heap)[1] for _ in range(min(len(heap), max(1, chunk_size // len(uncovered)),
+                                                               _BLOCK_ROWS))]
+        rows = torch.as_tensor(block, device=x.device)
+        current = torch.as_tensor(dist[uncovered], dtype=x.dtype, device=x.device)
+        uncovered_gain = (current[None, :] - distances(x[rows], x_uncovered)).clamp_min_(0).sum(1).double()
+        exact = sorted(zip((-(covered_gain[block] + uncovered_gain.cpu().numpy())).tolist(), block))
+        for item in exact[1:]:
+            heapq.heappush(heap, item)
+        if not heap or exact[0] <= heap[0]:  # exact, and no stale upper bound beats it
+            add(exact[0][1])
+        else:
+            heapq.heappush(heap, exact[0])
+    return chosen, assignment
 
 
 def centrality(x: Tensor, k: int, *, chunk_size: int = 16_000_000) -> Coreset:
@@ -239,7 +335,7 @@ def mixup_partners(assignment: np.ndarray, medoids: np.ndarray, rng: np.random.G
 class Selection:
     """One epoch's weighted coreset over all n training rows (indices are into those rows)."""
 
-    medoids: np.ndarray  # (m,) int64 selected rows, grouped by class
+    medoids: np.ndarray  # (m,) int64 selected rows, grouped by class, in row order within a class
     weights: np.ndarray  # (m,) float normalised medoid weights (mean 1, capped)
     partners: np.ndarray  # (m,) int64 mixup partner of each medoid, from its own cluster
     medoid_of: np.ndarray  # (n,) int64 the medoid row each row is assigned to
@@ -253,6 +349,16 @@ class Selection:
         weight = np.zeros(n, dtype=np.float64)
         weight[self.medoids] = self.weights
         return weight
+
+
+def _in_row_order(coreset: Coreset) -> Coreset:
+    """The same coreset with its medoids sorted by row: partners and mixup weights are drawn in this order, so
+    they depend on which rows were selected, not on the order they were found in (which a float near-tie
+    can swap)."""
+    order = np.argsort(coreset.medoids, kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    return Coreset(coreset.medoids[order], coreset.cluster_sizes[order], position[coreset.assignment])
 
 
 def select_coreset(
@@ -294,6 +400,7 @@ def select_coreset(
             coreset = centrality(x, k, chunk_size=chunk_size)
         else:
             raise ValueError(f"selector={selector!r} is not one of: facility-location, centrality")
+        coreset = _in_row_order(coreset)
         medoids.append(rows[coreset.medoids])
         sizes.append(coreset.cluster_sizes)
         partners.append(rows[mixup_partners(coreset.assignment, coreset.medoids, rng)])

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .data import ImageDataset, MixupPairs
+from .distributed import SINGLE, Ranks, batch_plan, broadcast, eval_shards, gather_rows
 from .errors import CrustCleanError
 from .models import classifier_weight
 from .proxies import compute_proxies
@@ -114,18 +115,24 @@ def _loader(dataset, batch_size: int, *, shuffle: bool, workers: int, device: De
 
 @torch.no_grad()
 def eval_pass(model, dataset: ImageDataset, *, cfg: RunConfig, device: Device, workers: int, progress: bool,
-              want_proxies: bool, desc: str, wait: DataWait | None = None) -> PassOutputs:
-    """Forward every sample once in eval mode; losses, predictions, p(given) and gradient proxies."""
+              want_proxies: bool, desc: str, wait: DataWait | None = None, ranks: Ranks = SINGLE) -> PassOutputs:
+    """Forward every sample once in eval mode; losses, predictions, p(given) and gradient proxies.
+
+    With several ranks each forwards its shard and every rank gets all the logits (``distributed``)."""
     model.eval()
     logits_all, labels_all = [], []
-    loader = _loader(dataset, cfg.train.batch_size * 2, shuffle=False, workers=workers, device=device, seed=0)
+    batch_size = cfg.train.batch_size * 2
+    shards = eval_shards(len(dataset), batch_size, ranks.world)
+    part = torch.utils.data.Subset(dataset, shards[ranks.rank].tolist()) if ranks.active else dataset
+    loader = _loader(part, batch_size, shuffle=False, workers=workers, device=device, seed=0)
     batches = (wait or DataWait()).batches(loader)
     for images, labels, _ in tqdm(batches, total=len(loader), desc=desc, leave=False, disable=not progress):
         with device.autocast():
             logits_all.append(model(device.images(images)).float())
         labels_all.append(labels.to(device.device))
-    logits = torch.cat(logits_all)
-    labels = torch.cat(labels_all)
+    empty = torch.empty((0, model.num_classes), device=device.device)  # a rank left without a batch
+    logits = gather_rows(torch.cat(logits_all) if logits_all else empty, shards, ranks)
+    labels = torch.as_tensor(dataset.labels, device=device.device)
     probs = logits.softmax(1)
     proxies = torch.empty(0)
     if want_proxies:
@@ -141,15 +148,23 @@ def eval_pass(model, dataset: ImageDataset, *, cfg: RunConfig, device: Device, w
 
 
 def train_one_epoch(model, pairs: MixupPairs, optimizer, scaler, *, cfg: RunConfig, device: Device,
-                    workers: int, seed: int, progress: bool, desc: str, wait: DataWait | None = None) -> float:
-    """One pass of weighted mixup SGD over ``pairs``; returns the mean weighted loss."""
+                    workers: int, seed: int, progress: bool, desc: str, wait: DataWait | None = None,
+                    ranks: Ranks = SINGLE) -> float:
+    """One pass of weighted mixup SGD over ``pairs``; returns the mean weighted loss (this rank's samples).
+
+    Batches follow ``distributed.batch_plan``: the same order for any number of ranks. A rank's loss is its
+    share of the batch's summed loss over the batch size, so the gradient (averaged over ranks by DDP) is the
+    batch mean's."""
     model.train()
     random.seed(seed)  # timm's crop/flip draw from Python's random; workers reseed it from the loader
-    loader = _loader(pairs, cfg.train.batch_size, shuffle=True, workers=workers, device=device, seed=seed)
+    plan, batch_sizes = batch_plan(len(pairs), cfg.train.batch_size, seed, ranks)
+    loader = torch.utils.data.DataLoader(
+        pairs, batch_sampler=plan, num_workers=workers, pin_memory=device.device.type == "cuda",
+        generator=torch.Generator().manual_seed(seed))
     batches = (wait or DataWait()).batches(loader)
     total, count = 0.0, 0
-    for x_m, y_m, x_p, y_p, lam, weight in tqdm(batches, total=len(loader), desc=desc, leave=False,
-                                                disable=not progress):
+    for (x_m, y_m, x_p, y_p, lam, weight), batch_size in tqdm(zip(batches, batch_sizes), total=len(plan), desc=desc,
+                                                               leave=False, disable=not progress):
         y_m, y_p = y_m.to(device.device), y_p.to(device.device)
         lam, weight = lam.to(device.device), weight.to(device.device)
         x = lam[:, None, None, None] * x_m + (1 - lam[:, None, None, None]) * x_p
@@ -158,12 +173,13 @@ def train_one_epoch(model, pairs: MixupPairs, optimizer, scaler, *, cfg: RunConf
         per_sample = lam * F.cross_entropy(logits, y_m, reduction="none") + (1 - lam) * F.cross_entropy(
             logits, y_p, reduction="none"
         )
-        loss = (weight * per_sample).mean()
+        weighted = weight * per_sample
+        loss = weighted.sum() * (ranks.world / batch_size)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        total += loss.item() * len(y_m)
+        total += float(weighted.detach().sum())
         count += len(y_m)
     return total / max(count, 1)
 
@@ -198,22 +214,30 @@ class Optimisation:
 
 def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: ImageDataset | None, *,
           cfg: RunConfig, device: Device, workers: int, optimisation: Optimisation, start_epoch: int = 0,
-          progress: bool = True) -> Iterator[EpochResult]:
+          progress: bool = True, ranks: Ranks = SINGLE) -> Iterator[EpochResult]:
     """Run Algorithm 1 from ``start_epoch`` to ``cfg.train.epochs``, yielding after each epoch.
 
     ``train_set`` and ``eval_set`` hold the same training samples with the train and eval transforms;
     ``optimisation`` was made by ``Optimisation.create`` for ``model`` (and, when resuming, loaded from a
     checkpoint with the model and the global RNG). Randomness (loader order, augmentation, partners,
     mixup) derives from ``cfg.train.seed``, the epoch number and the global torch RNG, so a CPU run is
-    repeatable, resumed or not.
+    repeatable, resumed or not. With several ``ranks`` (torchrun) the model trains wrapped in DDP and rank 0's
+    coreset is used by all (see ``crust_clean.distributed``).
     """
     c, t = cfg.crust, cfg.train
     optimizer, scheduler, scaler = optimisation.optimizer, optimisation.scheduler, optimisation.scaler
     selecting = c.selector != "none"
+    trained = model
+    if ranks.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(model, device_ids=[device.device.index] if device.device.type == "cuda"
+                                          else None)
     outputs = None
     if selecting and start_epoch >= c.warmup_epochs:  # the proxies that choose the first coreset
         outputs = eval_pass(model, eval_set, cfg=cfg, device=device, workers=workers, progress=progress,
-                            want_proxies=True, desc="initial pass" if start_epoch == 0 else "resuming: proxies")
+                            want_proxies=True, desc="initial pass" if start_epoch == 0 else "resuming: proxies",
+                            ranks=ranks)
 
     for epoch in range(start_epoch, t.epochs):
         start = time.perf_counter()
@@ -221,33 +245,37 @@ def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: Image
         rng = np.random.default_rng([t.seed, epoch])
         selection = None
         if selecting and epoch >= c.warmup_epochs:
-            groups = outputs.predicted if c.class_split == "predicted" else train_set.labels
-            selection = select_coreset(
-                outputs.proxies, groups, fraction=c.coreset_fraction, selector=c.selector, rng=rng,
-                greedy=c.greedy, chunk_size=c.chunk_size, epsilon=c.stochastic_epsilon, max_weight=c.max_weight,
-            )
-            lambdas = rng.beta(c.mixup_alpha, c.mixup_alpha, len(selection.medoids)) if c.mixup_alpha > 0 else 1.0
-            lambdas = np.broadcast_to(lambdas, selection.medoids.shape)
+            if ranks.is_main:  # the others wait for its coreset: one selection, never two that drift apart
+                groups = outputs.predicted if c.class_split == "predicted" else train_set.labels
+                selection = select_coreset(
+                    outputs.proxies, groups, fraction=c.coreset_fraction, selector=c.selector, rng=rng,
+                    greedy=c.greedy, chunk_size=c.chunk_size, epsilon=c.stochastic_epsilon,
+                    max_weight=c.max_weight,
+                )
+                lambdas = rng.beta(c.mixup_alpha, c.mixup_alpha, len(selection.medoids)) if c.mixup_alpha > 0 \
+                    else 1.0
+                lambdas = np.broadcast_to(lambdas, selection.medoids.shape)
+            selection, lambdas = broadcast((selection, lambdas) if ranks.is_main else None, ranks)
             pairs = MixupPairs(train_set, selection.medoids, selection.partners, lambdas, selection.weights)
         else:
             pairs = _full_data_pairs(train_set)
         selected_at = time.perf_counter()
 
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_one_epoch(model, pairs, optimizer, scaler, cfg=cfg, device=device, workers=workers,
+        train_loss = train_one_epoch(trained, pairs, optimizer, scaler, cfg=cfg, device=device, workers=workers,
                                      seed=t.seed * 100_003 + epoch, progress=progress, desc=f"epoch {epoch} train",
-                                     wait=wait)
+                                     wait=wait, ranks=ranks)
         if not np.isfinite(train_loss):
             raise CrustCleanError(f"training diverged in epoch {epoch} (loss is not finite): lower --lr")
         scheduler.step(epoch + 1)
         trained_at = time.perf_counter()
 
         outputs = eval_pass(model, eval_set, cfg=cfg, device=device, workers=workers, progress=progress,
-                            want_proxies=selecting, desc=f"epoch {epoch} eval", wait=wait)
+                            want_proxies=selecting, desc=f"epoch {epoch} eval", wait=wait, ranks=ranks)
         val_accuracy = val_loss = None
         if val_set is not None and len(val_set):
             val = eval_pass(model, val_set, cfg=cfg, device=device, workers=workers, progress=False,
-                            want_proxies=False, desc="val", wait=wait)
+                            want_proxies=False, desc="val", wait=wait, ranks=ranks)
             val_accuracy = float((val.predicted == val_set.labels).mean())
             val_loss = float(val.loss.mean())
         end = time.perf_counter()
