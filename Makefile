@@ -41,7 +41,8 @@ bench-quick: $(INSTALLED)
 	$(BIN)/python benchmarks/detect.py --subset 2000 --epochs 20 --seeds 0
 
 # Everything in benchmarks/RESULTS.md and results/signals.md, probe.md: 3 seeds, both regimes, the fraction
-# sweep and the fine-tuning regime (about 3 hours on 2 CPU cores; run folders kept in ../bench-runs)
+# sweep, the fine-tuning regime, CIFAR-10N worse/aggre, cleanlab in the long regime and the split/proxy grid
+# (about 6 hours on 2 idle CPU cores; run folders kept in ../bench-runs)
 BENCH_RUNS ?= ../bench-runs
 bench-detect-full: $(INSTALLED) weights
 	$(BIN)/pip install --quiet -e '.[bench]'
@@ -57,6 +58,13 @@ bench-detect-full: $(INSTALLED) weights
 	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 --config finetune-pretrained --set img_size=64 \
 		--epochs 6 --subset 2000 --test 1000 --seeds 0 1 2 --settings centrality/given/last-layer --equal-time --no-cleanlab \
 		--keep $(BENCH_RUNS) --tag=-finetune64
+	$(BIN)/python benchmarks/detect.py --dataset cifar10n-worse cifar10n-aggre --seeds 0 1 2 --equal-time \
+		--keep $(BENCH_RUNS)
+	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 --seeds 0 --epochs 60 --no-augment \
+		--settings centrality/given/last-layer --no-mistakenness --keep $(BENCH_RUNS) --tag=-long-noaug-cleanlab
+	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 --seeds 0 1 2 --settings \
+		centrality/predicted/last-layer centrality/given/logits facility-location/predicted/last-layer \
+		facility-location/given/logits --no-cleanlab --no-mistakenness --keep $(BENCH_RUNS) --tag=-grid
 	$(BIN)/python benchmarks/probe.py --train 1000 --test 500 --img-size 64 128
 	$(BIN)/python benchmarks/signals.py $(BENCH_RUNS)
 
