@@ -100,17 +100,10 @@ class Device:
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
 
 
-def _loader(dataset, batch_size: int, *, shuffle: bool, workers: int, device: Device, seed: int):
-    generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        num_workers=workers,
-        pin_memory=device.device.type == "cuda",
-        persistent_workers=False,
-        generator=generator,
-    )
+def _eval_loader(dataset, batch_size: int, *, workers: int, device: Device):
+    """Batches in dataset order (training batches come from ``distributed.batch_plan``)."""
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                                       pin_memory=device.device.type == "cuda")
 
 
 @torch.no_grad()
@@ -124,7 +117,7 @@ def eval_pass(model, dataset: ImageDataset, *, cfg: RunConfig, device: Device, w
     batch_size = cfg.train.batch_size * 2
     shards = eval_shards(len(dataset), batch_size, ranks.world)
     part = torch.utils.data.Subset(dataset, shards[ranks.rank].tolist()) if ranks.active else dataset
-    loader = _loader(part, batch_size, shuffle=False, workers=workers, device=device, seed=0)
+    loader = _eval_loader(part, batch_size, workers=workers, device=device)
     batches = (wait or DataWait()).batches(loader)
     for images, labels, _ in tqdm(batches, total=len(loader), desc=desc, leave=False, disable=not progress):
         with device.autocast():
