@@ -13,6 +13,7 @@ test images.
   mnist-symP / fashion-mnist-symP  symmetric noise: P % of the labels replaced by a uniformly drawn *other* class
   mnist-asym40 / fashion-mnist-asym40  asymmetric: 40 % of each class c relabeled c + 1 (mod 10)
   cifar10n-random1 / -worse / -aggre   CIFAR-10 with CIFAR-10N human labels (truth: the clean label)
+  cifar10-symP            CIFAR-10's own labels with symmetric noise (the paper's setting; a GPU job at full size)
 
 Methods (one timm backbone, image size and epoch budget from configs/cpu-quick.yaml for all that train):
   crust <selector>/<split>/<proxy>  crust-clean's score (mean over epochs of 1 - p(given)); rule: score > 0.5
@@ -78,13 +79,23 @@ def prepare(name: str, data_root: Path, subset: int, test: int, seed: int, work:
     from crust_clean.noise import NEXT_CLASS, asymmetric_noise, symmetric_noise
 
     rng = np.random.default_rng(seed)
-    if name.startswith("cifar10n-"):
+    if name.startswith("cifar10"):
         index = pd.read_csv(data_root / "cifar10" / "index.csv")
-        noisy_column = {"random1": "random_label1", "worse": "worse_label", "aggre": "aggre_label"}[name.split("-")[1]]
-        human = pd.read_csv(data_root / "cifar10n" / "labels.csv")
         train = index[index["split"] == "train"].sort_values("index").reset_index(drop=True)
-        true, given = human["clean_label"].to_numpy(), human[noisy_column].to_numpy()
-        rows = _stratified(true, subset, rng)
+        if name.startswith("cifar10n-"):
+            noisy_column = {"random1": "random_label1", "worse": "worse_label",
+                            "aggre": "aggre_label"}[name.split("-")[1]]
+            human = pd.read_csv(data_root / "cifar10n" / "labels.csv")
+            true, given = human["clean_label"].to_numpy(), human[noisy_column].to_numpy()
+            rows = _stratified(true, subset, rng)
+            noise = f"CIFAR-10N human labels `{noisy_column}`"
+        else:  # cifar10-symP: the paper's synthetic setting on the original labels
+            share = int(name.split("-")[1][3:]) / 100
+            true = train["label"].to_numpy()
+            rows = _stratified(true, subset, rng)
+            given = true.copy()
+            given[rows] = symmetric_noise(true[rows], share, 10, rng)
+            noise = f"symmetric {round(share * 100)} %: label replaced by a uniformly drawn other class"
         test_index = index[index["split"] == "test"].reset_index(drop=True)
         test_rows = _stratified(test_index["label"].to_numpy(), test, rng)
         archive = zipfile.ZipFile(data_root / "cifar10" / "cifar10-jpeg.zip")
@@ -100,7 +111,6 @@ def prepare(name: str, data_root: Path, subset: int, test: int, seed: int, work:
             truth.append((sample_id, CIFAR_CLASSES[true[row]]))
         for row in test_rows:
             write(test_index.loc[row, "path"], work / "test" / CIFAR_CLASSES[test_index.loc[row, "label"]] / f"{row:05d}.jpg")
-        noise = f"CIFAR-10N human labels `{noisy_column}`"
     else:
         folder = "fashion-mnist" if name.startswith("fashion-mnist") else "mnist"
         kind = name[len(folder) + 1:]
