@@ -101,9 +101,12 @@ class Device:
 
 
 def _eval_loader(dataset, batch_size: int, *, workers: int, device: Device):
-    """Batches in dataset order (training batches come from ``distributed.batch_plan``)."""
+    """Batches in dataset order (training batches come from ``distributed.batch_plan``). Its own generator:
+    without one, every DataLoader iterator draws a seed from the global torch RNG, which the augmentations
+    use, and a resumed run (one eval pass more) would then augment differently."""
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                                       pin_memory=device.device.type == "cuda")
+                                       pin_memory=device.device.type == "cuda",
+                                       generator=torch.Generator().manual_seed(0))
 
 
 @torch.no_grad()
