@@ -15,7 +15,6 @@ defaults against workers and the cache end to end. Not a test: figures depend on
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
