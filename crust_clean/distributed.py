@@ -68,7 +68,7 @@ def eval_shards(n: int, batch_size: int, world: int) -> list[np.ndarray]:
                            [np.zeros(0, dtype=np.int64)]).astype(np.int64) for r in range(world)]
 
 
-def gather_rows(part: torch.Tensor, shards: list[np.ndarray], ranks: Ranks) -> torch.Tensor:
+def gather_rows(part: torch.Tensor, shards: list[np.ndarray] | None, ranks: Ranks) -> torch.Tensor:
     """Every rank's ``part`` (its rows ``shards[rank]``) put together in row order: the (n, ...) tensor one
     process computes, on every rank."""
     if not ranks.active:

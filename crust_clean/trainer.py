@@ -118,7 +118,7 @@ def eval_pass(model, dataset: ImageDataset, *, cfg: RunConfig, device: Device, w
     model.eval()
     logits_all, labels_all = [], []
     batch_size = cfg.train.batch_size * 2
-    shards = eval_shards(len(dataset), batch_size, ranks.world)
+    shards = eval_shards(len(dataset), batch_size, ranks.world) if ranks.active else None
     part = torch.utils.data.Subset(dataset, shards[ranks.rank].tolist()) if ranks.active else dataset
     loader = _eval_loader(part, batch_size, workers=workers, device=device)
     batches = (wait or DataWait()).batches(loader)
