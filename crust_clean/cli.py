@@ -105,11 +105,7 @@ def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_re
     if resume_run is not None:
         if source or out or config_file or overwrite or dry_run or options:
             raise BadInputError("--resume RUN continues RUN as it was configured: give no SOURCE or other options")
-        run = resume(resume_run, progress=not quiet)
-        if _is_main_process():
-            _print_summary(run)
-            if with_report:
-                _print_report(run)
+        _print_finished(resume(resume_run, progress=not quiet), with_report)
         return
     if source is None:
         raise BadInputError("give a SOURCE to train on, or --resume RUN")
@@ -121,10 +117,7 @@ def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_re
         _print_description(describe(source, resolved))
         return
     run = fit_run(source, out=out, config=config_file, overwrite=overwrite, progress=not quiet, **options)
-    if _is_main_process():
-        _print_summary(run)
-        if with_report:
-            _print_report(run)
+    _print_finished(run, with_report)
 
 
 @cli.command()
@@ -243,6 +236,14 @@ def report(run, top, threshold, thumbnails, open_browser):
         from .report import open_in_browser
 
         open_in_browser(written)
+
+
+def _print_finished(run, with_report: bool) -> None:
+    """The summary of a finished fit (and its report when asked for), from rank 0 only."""
+    if _is_main_process():
+        _print_summary(run)
+        if with_report:
+            _print_report(run)
 
 
 def _print_report(run, **options):
