@@ -80,7 +80,7 @@ class CrustConfig:
     mixup_alpha: float = option(1.0, "Beta(a, a) mixup of each medoid with a member of its cluster; 0 = off")
     greedy: str = option("lazy", "facility-location greedy: lazy (exact), stochastic or naive (exact, slow)", GREEDY)
     stochastic_epsilon: float = option(0.01, "stochastic greedy: (n/k) ln(1/eps) candidates per step")
-    chunk_size: int = option(16_000_000, "largest distance block held at once, in matrix entries")
+    chunk_size: int = option(4_000_000, "largest distance block held at once, in matrix entries")
     max_weight: float = option(5.0, "cap on a medoid's weight, in units of the mean coreset weight")
 
 

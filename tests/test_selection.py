@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from crust_clean.config import CrustConfig
 from crust_clean.selection import (
+    DEFAULT_CHUNK_SIZE,
     assign_to_medoids,
     centrality,
     distance_bound,
@@ -14,6 +16,7 @@ from crust_clean.selection import (
     mixup_partners,
     normalize_weights,
     select_coreset,
+    squared_norms,
 )
 
 
@@ -139,8 +142,13 @@ def test_distances_match_brute_force():
     x, y = points(10, seed=5), points(7, seed=6)
     expected = np.sqrt(((x.numpy()[:, None] - y.numpy()[None]) ** 2).sum(-1))
     np.testing.assert_allclose(distances(x, y).numpy(), expected, atol=1e-9)
+    np.testing.assert_allclose(distances(x, y, squared_norms(y)).numpy(), expected, atol=1e-9)
     assert assign_to_medoids(x, torch.tensor([3, 1])).tolist() == \
         brute_distances(x)[:, [3, 1]].argmin(1).tolist()
+
+
+def test_the_default_config_uses_the_selection_default_chunk():
+    assert CrustConfig().chunk_size == DEFAULT_CHUNK_SIZE
 
 
 def test_normalize_weights_mean_one_capped_and_proportional():
