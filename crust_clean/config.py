@@ -82,6 +82,7 @@ class CrustConfig:
     stochastic_epsilon: float = option(0.01, "stochastic greedy: (n/k) ln(1/eps) candidates per step")
     chunk_size: int = option(4_000_000, "largest distance block held at once, in matrix entries")
     max_weight: float = option(5.0, "cap on a medoid's weight, in units of the mean coreset weight")
+    partition_size: int = option(20_000, "a class with more samples selects within random parts of this size")
 
 
 @dataclass
@@ -124,6 +125,7 @@ class RunConfig:
         _check("crust.stochastic_epsilon", 0 < c.stochastic_epsilon < 1, "must be in (0, 1)")
         _check("crust.chunk_size", c.chunk_size >= 1, "must be >= 1")
         _check("crust.max_weight", c.max_weight >= 1, "must be >= 1")
+        _check("crust.partition_size", c.partition_size >= 1, "must be >= 1")
         _check("data.val_fraction", 0 <= self.data.val_fraction < 1, "must be in [0, 1)")
         _check("model.img_size", self.model.img_size >= 8, "must be >= 8")
         _check("model.mean", len(self.model.mean) in (0, 3), "needs 3 values (one per channel) or none")

@@ -390,6 +390,48 @@ def _in_row_order(coreset: Coreset) -> Coreset:
     return Coreset(coreset.medoids[order], coreset.cluster_sizes[order], position[coreset.assignment])
 
 
+def partition_shares(k: int, sizes: np.ndarray) -> np.ndarray:
+    """Split k medoids over parts of the given sizes in proportion (largest remainders), at least 1 and at most
+    the size of each part (k >= number of parts)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    exact = k * sizes / sizes.sum()
+    shares = np.clip(np.floor(exact).astype(np.int64), 1, sizes)
+    for part in np.argsort(-(exact - np.floor(exact)), kind="stable"):  # hand out what is left
+        if shares.sum() >= k:
+            break
+        if shares[part] < sizes[part]:
+            shares[part] += 1
+    return shares
+
+
+def in_partitions(x: Tensor, k: int, select, *, partition_size: int, generator: torch.Generator) -> Coreset:
+    """``select(rows, k)`` within random parts of at most ``partition_size`` rows, then the union of their medoids.
+
+    Time and memory grow linearly in n (each part costs what a class of ``partition_size`` rows costs). The
+    approximation: each part's medoids are the selector's for that part alone (for facility location, within
+    (1 - 1/e) of the part's optimum), every row's cluster is its nearest medoid *of its own part*, and F of the
+    union over the class is at least the sum of the parts' F. A random split keeps each part a uniform sample
+    of the class, so the union covers it in proportion; benchmarks/selection.py reports the k-medoids cost
+    against selection over the whole class. A second greedy round over the parts' medoids (GreeDi) is not done:
+    at CRUST's fractions (k = 10-70 % of n) it would choose k among about k rows and cost as much as the first.
+    """
+    n = len(x)
+    if n <= partition_size:
+        return select(x, k)
+    order = torch.randperm(n, generator=generator).numpy()
+    parts = np.array_split(order, math.ceil(n / partition_size))
+    medoids, sizes = [], []
+    assignment = np.empty(n, dtype=np.int64)
+    offset = 0
+    for part, share in zip(parts, partition_shares(k, np.array([len(p) for p in parts]))):
+        coreset = select(x[torch.as_tensor(part, device=x.device)], int(share))
+        medoids.append(part[coreset.medoids])
+        sizes.append(coreset.cluster_sizes)
+        assignment[part] = coreset.assignment + offset
+        offset += len(coreset.medoids)
+    return Coreset(np.concatenate(medoids), np.concatenate(sizes), assignment)
+
+
 def select_coreset(
     proxies: Tensor,
     groups: np.ndarray,
@@ -401,6 +443,7 @@ def select_coreset(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     epsilon: float = 0.01,
     max_weight: float = 5.0,
+    partition_size: int = 20_000,
 ) -> Selection:
     """Select ``round(fraction * n_c)`` (at least 1) medoids within each group c of rows.
 
@@ -412,8 +455,19 @@ def select_coreset(
         The group (class) of each row: given or predicted label.
     selector : {"facility-location", "centrality"}
     rng : numpy Generator
-        Draws mixup partners (and seeds the stochastic greedy).
+        Draws mixup partners (and seeds the stochastic greedy and the partitions).
+    partition_size : int
+        A group with more rows is split into random parts of at most this many, each selecting its share
+        (``in_partitions``).
     """
+    if selector == "facility-location":
+        def select(x: Tensor, k: int) -> Coreset:
+            return facility_location(x, k, greedy=greedy, chunk_size=chunk_size, epsilon=epsilon, generator=generator)
+    elif selector == "centrality":
+        def select(x: Tensor, k: int) -> Coreset:
+            return centrality(x, k, chunk_size=chunk_size)
+    else:
+        raise ValueError(f"selector={selector!r} is not one of: facility-location, centrality")
     medoids, sizes, partners = [], [], []
     medoid_of = np.empty(len(proxies), dtype=np.int64)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
@@ -421,15 +475,7 @@ def select_coreset(
         rows = np.flatnonzero(groups == c)
         k = max(1, int(round(fraction * len(rows))))
         x = proxies[torch.as_tensor(rows, device=proxies.device)]
-        if selector == "facility-location":
-            coreset = facility_location(
-                x, k, greedy=greedy, chunk_size=chunk_size, epsilon=epsilon, generator=generator
-            )
-        elif selector == "centrality":
-            coreset = centrality(x, k, chunk_size=chunk_size)
-        else:
-            raise ValueError(f"selector={selector!r} is not one of: facility-location, centrality")
-        coreset = _in_row_order(coreset)
+        coreset = _in_row_order(in_partitions(x, k, select, partition_size=partition_size, generator=generator))
         medoids.append(rows[coreset.medoids])
         sizes.append(coreset.cluster_sizes)
         partners.append(rows[mixup_partners(coreset.assignment, coreset.medoids, rng)])

@@ -246,7 +246,7 @@ def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: Image
                 selection = select_coreset(
                     outputs.proxies, groups, fraction=c.coreset_fraction, selector=c.selector, rng=rng,
                     greedy=c.greedy, chunk_size=c.chunk_size, epsilon=c.stochastic_epsilon,
-                    max_weight=c.max_weight,
+                    max_weight=c.max_weight, partition_size=c.partition_size,
                 )
                 lambdas = rng.beta(c.mixup_alpha, c.mixup_alpha, len(selection.medoids)) if c.mixup_alpha > 0 \
                     else 1.0

@@ -8,13 +8,16 @@ import torch
 from crust_clean.config import CrustConfig
 from crust_clean.selection import (
     DEFAULT_CHUNK_SIZE,
+    Coreset,
     assign_to_medoids,
     centrality,
     distance_bound,
     distances,
     facility_location,
+    in_partitions,
     mixup_partners,
     normalize_weights,
+    partition_shares,
     select_coreset,
     squared_norms,
 )
@@ -202,3 +205,68 @@ def test_select_coreset_per_class(selector):
     assert (selection.medoid_of[selection.partners] == selection.medoids).all()  # partner in medoid's cluster
     assert selection.weights.mean() == pytest.approx(1.0)
     assert selection.weights.max() <= 5.0 + 1e-9
+
+
+@pytest.mark.parametrize("k,sizes", [(10, [5, 5, 5]), (3, [7, 7, 6]), (20, [7, 7, 6]), (11, [30, 4, 2])])
+def test_partition_shares_sum_to_k_in_proportion(k, sizes):
+    shares = partition_shares(k, np.array(sizes))
+    assert shares.sum() == k and (shares >= 1).all() and (shares <= sizes).all()
+    assert (np.abs(shares - k * np.array(sizes) / sum(sizes)) < 1 + 1e-9).all()  # within one of proportional
+
+
+@pytest.mark.parametrize("selector", ["facility-location", "centrality"])
+def test_in_partitions_selects_within_each_part_and_assigns_within_it(selector):
+    x = points(103, d=3, seed=8)
+
+    def select(rows, k):
+        return facility_location(rows, k) if selector == "facility-location" else centrality(rows, k)
+
+    coreset = in_partitions(x, 40, select, partition_size=25, generator=torch.Generator().manual_seed(3))
+    order = torch.randperm(103, generator=torch.Generator().manual_seed(3)).numpy()
+    parts = np.array_split(order, 5)  # ceil(103 / 25) near-equal random parts
+    shares = partition_shares(40, np.array([len(p) for p in parts]))
+    assert len(coreset.medoids) == 40 and coreset.cluster_sizes.sum() == 103
+    start = 0
+    for part, share in zip(parts, shares):  # each part's medoids are the selector's on that part alone
+        medoids = coreset.medoids[start:start + share]
+        assert medoids.tolist() == part[select(x[part], int(share)).medoids].tolist()
+        d = brute_distances(x)[np.ix_(part, medoids)]  # every row joins the nearest medoid of its own part
+        assert (coreset.assignment[part] - start).tolist() == d.argmin(1).tolist()
+        start += share
+    assert coreset.cluster_sizes.tolist() == np.bincount(coreset.assignment, minlength=40).tolist()
+    # a class no larger than the parts is selected whole
+    whole = in_partitions(x, 40, select, partition_size=103, generator=torch.Generator().manual_seed(3))
+    assert whole.medoids.tolist() == select(x, 40).medoids.tolist()
+
+
+def test_partitions_cost_little_on_clustered_rows():
+    """Random parts of a clustered class cost some k-medoids cost (here 1.06x with 2 parts, 1.11x with 4 of 300
+    rows each) but stay well below k random rows (1.19x)."""
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(8, 5, generator=generator, dtype=torch.float64)
+    x = centres[torch.randint(0, 8, (1200,), generator=generator)] + 0.3 * torch.randn(1200, 5, generator=generator,
+                                                                                       dtype=torch.float64)
+
+    def cost(coreset):
+        return float(distances(x, x[torch.as_tensor(coreset.medoids)]).min(1).values.sum())
+
+    whole = cost(facility_location(x, 300))
+    two, four = (cost(in_partitions(x, 300, facility_location, partition_size=size,
+                                    generator=torch.Generator().manual_seed(1))) for size in (600, 300))
+    random_rows = cost(Coreset(torch.randperm(1200, generator=generator)[:300].numpy(), None, None))
+    assert whole < two < 1.08 * whole
+    assert two < four < 1.13 * whole < random_rows
+
+
+def test_select_coreset_with_partitions_is_deterministic_per_seed():
+    x = points(400, d=4, seed=9).float()
+    labels = np.repeat([0, 1], 200)
+
+    def run(seed):
+        return select_coreset(x, labels, fraction=0.3, selector="facility-location", rng=np.random.default_rng(seed),
+                              partition_size=64)
+
+    first, again = run(0), run(0)
+    assert first.medoids.tolist() == again.medoids.tolist() and len(first.medoids) == 120
+    assert np.isin(first.medoid_of, first.medoids).all()
+    assert (labels[first.medoid_of] == labels).all()  # a row's medoid is of its own class
