@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import crust_clean
-from crust_clean.distributed import Ranks, batch_plan, eval_shards
+from crust_clean.distributed import SMALLEST_LAST_BATCH, Ranks, batch_plan, eval_shards
 
 from .conftest import write_colour_dataset
 
@@ -73,7 +73,8 @@ def test_a_bad_source_under_torchrun_is_one_error_line(tmp_path):
         [f"Error: dataset path does not exist: {tmp_path / 'missing'}"]
 
 
-@pytest.mark.parametrize("n,batch,world", [(50, 16, 2), (50, 16, 3), (33, 8, 4), (7, 16, 2)])
+@pytest.mark.parametrize("n,batch,world", [(50, 16, 2), (50, 16, 3), (33, 8, 4), (7, 16, 2), (129, 128, 1),
+                                            (145, 128, 8), (12, 4, 2), (3, 4, 4)])
 def test_batch_plan_splits_the_single_process_batches(n, batch, world):
     whole, sizes = batch_plan(n, batch, seed=3, ranks=Ranks())
     parts = [batch_plan(n, batch, seed=3, ranks=Ranks(r, world)) for r in range(world)]
@@ -81,8 +82,15 @@ def test_batch_plan_splits_the_single_process_batches(n, batch, world):
         assert len(set(sizes_r)) == 1
         joined = np.concatenate([p[0][step] for p in parts])
         assert joined.tolist() == whole[step].tolist() and len(joined) == sizes_r[0] == sizes[step]
-    dropped = [s for s in sizes if s < world]  # only a last batch smaller than the ranks is left out
-    assert len(parts[0][0]) == len(whole) - len(dropped)
+    trained = np.concatenate(parts[0][0] + [p for part in parts[1:] for p in part[0]]) if parts[0][0] else []
+    if n >= world:  # every row once (a remainder joins the batch before it); else no rank could take a sample
+        assert sorted(np.asarray(trained).tolist()) == list(range(n))
+        assert all(size == batch for size in sizes[:-1])
+        assert min(n, batch, SMALLEST_LAST_BATCH) <= sizes[-1] < batch + SMALLEST_LAST_BATCH
+        if n >= SMALLEST_LAST_BATCH:  # BatchNorm needs two samples per rank
+            assert all(len(b) >= 2 for part in parts for b in part[0])
+    else:
+        assert trained == [] and all(not part[0] for part in parts)
 
 
 @pytest.mark.parametrize("n,batch,world", [(10, 3, 3), (2, 4, 4), (9, 2, 1), (100, 8, 3)])
