@@ -148,7 +148,7 @@ def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfi
     from .checkpoint import load_checkpoint, save_checkpoint
     from .data import ImageDataset, default_workers
     from .ledger import Ledger
-    from .trainer import Device, Optimisation, eval_pass, train
+    from .trainer import Device, EvalBatches, Optimisation, eval_pass, train
 
     started = time.perf_counter()
     device = Device.resolve(_rank_device(cfg.train.device, ranks))
@@ -232,8 +232,10 @@ def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfi
         best_epoch = cfg.train.epochs - 1
         best_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
-    robust = eval_pass(model, ImageDataset(images, labels, eval_tf), cfg=cfg, device=device, workers=workers,
-                       progress=progress, want_proxies=False, desc="robust model", ranks=ranks)
+    everything = EvalBatches(ImageDataset(images, labels, eval_tf), batch_size=2 * cfg.train.batch_size,
+                             workers=workers, device=device, ranks=ranks)
+    robust = eval_pass(model, everything, cfg=cfg, device=device, progress=progress, want_proxies=False,
+                       desc="robust model", ranks=ranks)
     if ranks.is_main:
         run_facts = {"n_val": len(val_idx), "wall_seconds": round(time.perf_counter() - started, 2),
                      "resumed": resume, "cache": cache, "device": str(device.device),

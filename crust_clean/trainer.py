@@ -22,7 +22,7 @@ from timm.scheduler import MultiStepLRScheduler
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .data import ImageDataset, MixupPairs
+from .data import EpochPairs, ImageDataset, PairImages, PairKey
 from .distributed import SINGLE, Ranks, batch_plan, broadcast, eval_shards, gather_rows
 from .errors import CrustCleanError
 from .models import classifier_weight
@@ -100,35 +100,66 @@ class Device:
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
 
 
-def _eval_loader(dataset, batch_size: int, *, workers: int, device: Device):
-    """Batches in dataset order (training batches come from ``distributed.batch_plan``). Its own generator:
-    without one, every DataLoader iterator draws a seed from the global torch RNG, which the augmentations
-    use, and a resumed run (one eval pass more) would then augment differently."""
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                                       pin_memory=device.device.type == "cuda",
-                                       generator=torch.Generator().manual_seed(0))
+class EvalBatches:
+    """One dataset's eval batches for this rank, in dataset order, from one DataLoader for the whole fit (its
+    workers persist between passes). With several ranks each forwards its shard (``distributed.eval_shards``)."""
+
+    def __init__(self, dataset: ImageDataset, *, batch_size: int, workers: int, device: Device,
+                 ranks: Ranks = SINGLE):
+        self.dataset = dataset
+        self.shards = eval_shards(len(dataset), batch_size, ranks.world) if ranks.active else None
+        part = torch.utils.data.Subset(dataset, self.shards[ranks.rank].tolist()) if ranks.active else dataset
+        # its own generator: without one, a DataLoader iterator draws a seed from the global torch RNG, which the
+        # augmentations use, and a resumed run (one eval pass more) would then augment differently
+        self.loader = torch.utils.data.DataLoader(
+            part, batch_size=batch_size, shuffle=False, num_workers=workers, persistent_workers=workers > 0,
+            pin_memory=device.device.type == "cuda", generator=torch.Generator().manual_seed(0))
+
+
+class _EpochBatches:
+    """The training loader's batch sampler: the current epoch's batches of ``PairKey`` (set before each epoch)."""
+
+    def __init__(self):
+        self.batches: list[list[PairKey]] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class TrainBatches:
+    """Every epoch's training batches from one DataLoader (its workers persist between epochs)."""
+
+    def __init__(self, train_set: ImageDataset, *, workers: int, device: Device):
+        self.sampler = _EpochBatches()
+        self.loader = torch.utils.data.DataLoader(
+            PairImages(train_set), batch_sampler=self.sampler, num_workers=workers, persistent_workers=workers > 0,
+            pin_memory=device.device.type == "cuda", generator=torch.Generator().manual_seed(0))
+
+    def epoch(self, pairs: EpochPairs, plan: list[list[int]], seed: int):
+        """The loader, set to yield ``plan``'s batches of ``pairs`` (positions), augmented from ``seed``."""
+        self.sampler.batches = [[pairs.key(p, seed) for p in batch] for batch in plan]
+        return self.loader
 
 
 @torch.no_grad()
-def eval_pass(model, dataset: ImageDataset, *, cfg: RunConfig, device: Device, workers: int, progress: bool,
-              want_proxies: bool, desc: str, wait: DataWait | None = None, ranks: Ranks = SINGLE) -> PassOutputs:
+def eval_pass(model, batches: EvalBatches, *, cfg: RunConfig, device: Device, progress: bool, want_proxies: bool,
+              desc: str, wait: DataWait | None = None, ranks: Ranks = SINGLE) -> PassOutputs:
     """Forward every sample once in eval mode; losses, predictions, p(given) and gradient proxies.
 
     With several ranks each forwards its shard and every rank gets all the logits (``distributed``)."""
     model.eval()
     logits_all, labels_all = [], []
-    batch_size = cfg.train.batch_size * 2
-    shards = eval_shards(len(dataset), batch_size, ranks.world) if ranks.active else None
-    part = torch.utils.data.Subset(dataset, shards[ranks.rank].tolist()) if ranks.active else dataset
-    loader = _eval_loader(part, batch_size, workers=workers, device=device)
-    batches = (wait or DataWait()).batches(loader)
-    for images, labels, _ in tqdm(batches, total=len(loader), desc=desc, leave=False, disable=not progress):
+    for images, labels, _ in tqdm((wait or DataWait()).batches(batches.loader), total=len(batches.loader), desc=desc,
+                                  leave=False, disable=not progress):
         with device.autocast():
             logits_all.append(model(device.images(images)).float())
         labels_all.append(labels.to(device.device))
     empty = torch.empty((0, model.num_classes), device=device.device)  # a rank left without a batch
-    logits = gather_rows(torch.cat(logits_all) if logits_all else empty, shards, ranks)
-    labels = torch.as_tensor(dataset.labels, device=device.device)
+    logits = gather_rows(torch.cat(logits_all) if logits_all else empty, batches.shards, ranks)
+    labels = torch.as_tensor(batches.dataset.labels, device=device.device)
     probs = logits.softmax(1)
     proxies = torch.empty(0)
     if want_proxies:
@@ -143,8 +174,8 @@ def eval_pass(model, dataset: ImageDataset, *, cfg: RunConfig, device: Device, w
     )
 
 
-def train_one_epoch(model, pairs: MixupPairs, optimizer, scaler, *, cfg: RunConfig, device: Device,
-                    workers: int, seed: int, progress: bool, desc: str, wait: DataWait | None = None,
+def train_one_epoch(model, batches: TrainBatches, pairs: EpochPairs, optimizer, scaler, *, cfg: RunConfig,
+                    device: Device, seed: int, progress: bool, desc: str, wait: DataWait | None = None,
                     ranks: Ranks = SINGLE) -> float:
     """One pass of weighted mixup SGD over ``pairs``; returns the mean weighted loss (this rank's samples).
 
@@ -152,14 +183,11 @@ def train_one_epoch(model, pairs: MixupPairs, optimizer, scaler, *, cfg: RunConf
     share of the batch's summed loss over the batch size, so the gradient (averaged over ranks by DDP) is the
     batch mean's."""
     model.train()
-    random.seed(seed)  # timm's crop/flip draw from Python's random; workers reseed it from the loader
+    random.seed(seed)  # timm's crop/flip draw from Python's random; workers reseed it per epoch (PairImages)
     plan, batch_sizes = batch_plan(len(pairs), cfg.train.batch_size, seed, ranks)
-    loader = torch.utils.data.DataLoader(
-        pairs, batch_sampler=plan, num_workers=workers, pin_memory=device.device.type == "cuda",
-        generator=torch.Generator().manual_seed(seed))
-    batches = (wait or DataWait()).batches(loader)
+    loaded = (wait or DataWait()).batches(batches.epoch(pairs, plan, seed))
     total, count = 0.0, 0
-    for (x_m, y_m, x_p, y_p, lam, weight), batch_size in tqdm(zip(batches, batch_sizes), total=len(plan), desc=desc,
+    for (x_m, y_m, x_p, y_p, lam, weight), batch_size in tqdm(zip(loaded, batch_sizes), total=len(plan), desc=desc,
                                                                leave=False, disable=not progress):
         y_m, y_p = y_m.to(device.device), y_p.to(device.device)
         lam, weight = lam.to(device.device), weight.to(device.device)
@@ -178,11 +206,6 @@ def train_one_epoch(model, pairs: MixupPairs, optimizer, scaler, *, cfg: RunConf
         total += float(weighted.detach().sum())
         count += len(y_m)
     return total / max(count, 1)
-
-
-def _full_data_pairs(base: ImageDataset) -> MixupPairs:
-    rows = np.arange(len(base))
-    return MixupPairs(base, rows, rows, np.ones(len(rows)), np.ones(len(rows)))
 
 
 @dataclass
@@ -229,11 +252,14 @@ def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: Image
 
         trained = DistributedDataParallel(model, device_ids=[device.device.index] if device.device.type == "cuda"
                                           else None)
+    train_batches = TrainBatches(train_set, workers=workers, device=device)
+    eval_batches = EvalBatches(eval_set, batch_size=2 * t.batch_size, workers=workers, device=device, ranks=ranks)
+    val_batches = EvalBatches(val_set, batch_size=2 * t.batch_size, workers=workers, device=device, ranks=ranks) \
+        if val_set is not None and len(val_set) else None
     outputs = None
     if selecting and start_epoch >= c.warmup_epochs:  # the proxies that choose the first coreset
-        outputs = eval_pass(model, eval_set, cfg=cfg, device=device, workers=workers, progress=progress,
-                            want_proxies=True, desc="initial pass" if start_epoch == 0 else "resuming: proxies",
-                            ranks=ranks)
+        outputs = eval_pass(model, eval_batches, cfg=cfg, device=device, progress=progress, want_proxies=True,
+                            desc="initial pass" if start_epoch == 0 else "resuming: proxies", ranks=ranks)
 
     for epoch in range(start_epoch, t.epochs):
         start = time.perf_counter()
@@ -252,13 +278,13 @@ def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: Image
                     else 1.0
                 lambdas = np.broadcast_to(lambdas, selection.medoids.shape)
             selection, lambdas = broadcast((selection, lambdas) if ranks.is_main else None, ranks)
-            pairs = MixupPairs(train_set, selection.medoids, selection.partners, lambdas, selection.weights)
+            pairs = EpochPairs(selection.medoids, selection.partners, lambdas, selection.weights)
         else:
-            pairs = _full_data_pairs(train_set)
+            pairs = EpochPairs.full_data(len(train_set))
         selected_at = time.perf_counter()
 
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_one_epoch(trained, pairs, optimizer, scaler, cfg=cfg, device=device, workers=workers,
+        train_loss = train_one_epoch(trained, train_batches, pairs, optimizer, scaler, cfg=cfg, device=device,
                                      seed=t.seed * 100_003 + epoch, progress=progress, desc=f"epoch {epoch} train",
                                      wait=wait, ranks=ranks)
         if not np.isfinite(train_loss):
@@ -266,11 +292,11 @@ def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: Image
         scheduler.step(epoch + 1)
         trained_at = time.perf_counter()
 
-        outputs = eval_pass(model, eval_set, cfg=cfg, device=device, workers=workers, progress=progress,
+        outputs = eval_pass(model, eval_batches, cfg=cfg, device=device, progress=progress,
                             want_proxies=selecting, desc=f"epoch {epoch} eval", wait=wait, ranks=ranks)
         val_accuracy = val_loss = None
-        if val_set is not None and len(val_set):
-            val = eval_pass(model, val_set, cfg=cfg, device=device, workers=workers, progress=False,
+        if val_batches is not None:
+            val = eval_pass(model, val_batches, cfg=cfg, device=device, progress=False,
                             want_proxies=False, desc="val", wait=wait, ranks=ranks)
             val_accuracy = float((val.predicted == val_set.labels).mean())
             val_loss = float(val.loss.mean())

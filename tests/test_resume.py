@@ -31,11 +31,11 @@ def uninterrupted(noisy_colours, tmp_path_factory):
     return crust_clean.fit(noisy_colours, out=tmp_path_factory.mktemp("resume") / "whole", **OPTIONS)
 
 
-def _start(noisy_colours, out: Path) -> subprocess.Popen:
+def _start(noisy_colours, out: Path, *flags: str) -> subprocess.Popen:
     # SIGINT as a terminal's Ctrl-C finds it: a test runner started in the background (nohup, `cmd &`) passes
     # SIGINT on ignored, and a Python started that way never raises KeyboardInterrupt
     return subprocess.Popen([sys.executable, "-m", "crust_clean", "fit", str(noisy_colours), "--out", str(out),
-                             *FLAGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             *FLAGS, *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
@@ -108,3 +108,17 @@ def test_resume_refuses_what_it_cannot_continue(noisy_colours, tmp_path, uninter
     assert result.exit_code == 2 and "give no SOURCE" in result.output
     result = CliRunner().invoke(cli, ["fit", str(noisy_colours), "--out", str(uninterrupted.path), "--quiet"])
     assert result.exit_code == 2 and "already exists" in result.output and "--resume" in result.output
+
+
+def test_a_run_with_loader_workers_resumes_identically(noisy_colours, tmp_path):
+    """With workers the loaders persist across epochs; a resumed run starts new ones, which must augment
+    the remaining epochs as the persistent ones would have (data.PairImages reseeds per epoch)."""
+    epochs = 6
+    whole = crust_clean.fit(noisy_colours, out=tmp_path / "whole", **{**OPTIONS, "epochs": epochs, "workers": 2})
+    out = tmp_path / "killed"
+    process = _start(noisy_colours, out, "--epochs", str(epochs), "--workers", "2")
+    _wait_for_epochs(process, out, 3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "scores.csv").exists(), "the run finished before it was killed: the test proves nothing"
+    _assert_same_outputs(crust_clean.resume(out, progress=False), whole)
