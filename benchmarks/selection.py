@@ -5,8 +5,11 @@ the demo fit.
     .venv/bin/python benchmarks/selection.py            # (make bench-selection) writes benchmarks/results/selection.{json,md,png}
 
 Proxies for the timing sweep are synthetic but shaped like real ones: 20 Gaussian clusters
-(unit-variance centres, 0.3 spread) in d = 10 (the logits proxy's size for 10 classes) and d = 512
-(resnet18's last-layer proxy). k = n/2 (the default coreset fraction), float32, default chunk size.
+(unit-variance centres, 0.3 spread) in d = 10 (both of our proxies' size for 10 classes: the last-layer
+proxy comes in K coordinates, proxies.py) and d = 512 (a proxy as wide as resnet18's features, as other
+tools use). k = n/2 (the default coreset fraction), float32, default chunk size.
+facility-location:partitioned is what a fit does for a class above crust.partition_size (20,000): random
+parts, each selecting its share (selection.in_partitions).
 The peers (`pip install apricot-select submodlib-py`) optimise the same facility location from the dense
 similarity matrix d0 - distance, which they need and we do not; its construction is timed with them.
 Each (method, n, d) runs in a fresh subprocess; peak memory is the largest growth of its resident set
@@ -27,6 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+PARTITION_SIZE = 20_000  # crust.partition_size's default
 
 
 def _rss_bytes() -> int:
@@ -47,10 +51,13 @@ def _select(method: str, x, k: int):
     import numpy as np
     import torch
 
-    from crust_clean.selection import centrality, facility_location
+    from crust_clean.selection import centrality, facility_location, in_partitions
 
     if method == "centrality":
         return centrality(x, k).medoids
+    if method == "facility-location:partitioned":  # the default for classes above crust.partition_size
+        return in_partitions(x, k, facility_location, partition_size=PARTITION_SIZE,
+                             generator=torch.Generator().manual_seed(0)).medoids
     if method.startswith("facility-location:"):
         return facility_location(x, k, greedy=method.split(":")[1], generator=torch.Generator().manual_seed(0)).medoids
     if method == "apricot:lazy":
@@ -115,8 +122,8 @@ def sweep(ns: list[int], dims: list[int], methods: list[str], max_n: dict[str, i
     for d in dims:
         for n in ns:
             for method in methods:
-                if n > max_n.get(method, 10**9):
-                    continue
+                if n > max_n.get(method, 10**9) or (method == "facility-location:partitioned" and n <= PARTITION_SIZE):
+                    continue  # (partitioned is the whole-class greedy up to PARTITION_SIZE)
                 out = subprocess.run([sys.executable, __file__, "--one", method, str(n), str(d), device],
                                      capture_output=True, text=True, check=True, cwd=ROOT)
                 row = json.loads(out.stdout.strip().splitlines()[-1])
@@ -146,6 +153,7 @@ def demo_share(config: Path, selectors: list[str], epochs: int | None) -> list[d
             total = sum(e["epoch_seconds"] for e in selecting)
             rows.append({
                 "selector": selector,
+                "fit_seconds": run.metrics["summary"]["wall_seconds"],
                 "epochs_with_selection": len(selecting) if selector != "none" else 0,
                 "selection_share": round(sum(e["selection_seconds"] for e in selecting) / total, 4),
                 "eval_pass_share": round(sum(e["eval_seconds"] for e in selecting) / total, 4),
@@ -187,6 +195,13 @@ def write_report(result: dict, out: Path) -> None:
     for r in result["demo"]:
         lines.append(f"| {r['selector']} | {r['selection_share']:.1%} | {r['eval_pass_share']:.1%} | "
                      f"{r['train_share']:.1%} | {r['mean_epoch_seconds']} | {r['coreset_size']} |")
+    full = next((r for r in result["demo"] if r["selector"] == "none"), None)
+    if full:
+        lines += ["", "Whole fit (same epochs, warm-up included) against plain full-data training, same run of this script:",
+                  ""]
+        lines += [f"- {r['selector']}: {r['fit_seconds']} s vs {full['fit_seconds']} s "
+                  f"({r['fit_seconds'] / full['fit_seconds']:.2f}x); epochs after warm-up "
+                  f"{r['mean_epoch_seconds'] / full['mean_epoch_seconds']:.2f}x" for r in result["demo"] if r is not full]
     (out / "selection.md").write_text("\n".join(lines) + "\n")
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -213,14 +228,17 @@ def main() -> None:
         print(json.dumps(measure_one(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, nargs="+", default=[1000, 2000, 5000, 10000, 20000, 50000])
+    parser.add_argument("--n", type=int, nargs="+", default=[1000, 2000, 5000, 10000, 20000, 50000, 100000])
     parser.add_argument("--d", type=int, nargs="+", default=[10, 512])
     parser.add_argument("--max-n-stochastic", type=int, default=5000,
                         help="stochastic greedy recomputes distances every step: slow on CPU beyond this")
     parser.add_argument("--max-n-dense", type=int, default=20000,
                         help="apricot and submodlib hold the n x n similarity matrix: not beyond this")
-    parser.add_argument("--methods", nargs="+", default=["facility-location:lazy", "facility-location:stochastic",
-                                                         "centrality", "apricot:lazy", "submodlib:lazy"])
+    parser.add_argument("--max-n-whole", type=int, default=50000,
+                        help="our lazy greedy over a whole class (beyond: the partitioned default)")
+    parser.add_argument("--methods", nargs="+", default=["facility-location:lazy", "facility-location:partitioned",
+                                                         "facility-location:stochastic", "centrality", "apricot:lazy",
+                                                         "submodlib:lazy"])
     parser.add_argument("--device", default="cuda" if _cuda() else "cpu", help="where our selection runs")
     parser.add_argument("--no-demo", action="store_true", help="skip the demo fit's epoch-time shares")
     parser.add_argument("--demo-epochs", type=int, default=None, help="override the demo config's epochs")
@@ -230,7 +248,7 @@ def main() -> None:
     import torch
 
     limits = {"facility-location:stochastic": args.max_n_stochastic, "apricot:lazy": args.max_n_dense,
-              "submodlib:lazy": args.max_n_dense}
+              "submodlib:lazy": args.max_n_dense, "facility-location:lazy": args.max_n_whole}
     result = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
                    f"{'cuda' if torch.cuda.is_available() else 'cpu'}",
