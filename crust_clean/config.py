@@ -97,6 +97,8 @@ class TrainConfig:
     crop_scale: float = option(0.35, "smallest area share kept by the random resized crop")
     hflip: float = option(0.5, "horizontal flip probability (0 for digits and text)")
     device: str = option("auto", "cpu, cuda, cuda:N or auto (cuda when present)")
+    compile: str | None = option(None, "torch.compile the forward passes with this backend (inductor: needs a "
+                                       "C compiler, pays off on long GPU runs)")
     seed: int = option(0, "seed for the split, initialisation, order, augmentation and selection")
 
 
@@ -132,6 +134,12 @@ class RunConfig:
         _check("model.std", len(self.model.std) in (0, 3) and all(v > 0 for v in self.model.std),
                "needs 3 positive values (one per channel) or none")
         _check("train.epochs", t.epochs >= 1, "must be >= 1")
+        if t.compile:
+            import torch._dynamo
+
+            backends = torch._dynamo.list_backends(exclude_tags=())  # eager and aot_eager too (they check tracing)
+            _check("train.compile", t.compile in backends,
+                   "must be a torch.compile backend such as inductor or eager (see torch._dynamo.list_backends())")
         _check("train.batch_size", t.batch_size >= 1, "must be >= 1")
         _check("train.lr", t.lr > 0, "must be > 0")
         _check("train.crop_scale", 0 < t.crop_scale <= 1, "must be in (0, 1]")

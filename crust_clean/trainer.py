@@ -246,19 +246,21 @@ def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: Image
     c, t = cfg.crust, cfg.train
     optimizer, scheduler, scaler = optimisation.optimizer, optimisation.scheduler, optimisation.scaler
     selecting = c.selector != "none"
-    trained = model
+    trained = evaluated = model
     if ranks.active:
         from torch.nn.parallel import DistributedDataParallel
 
         trained = DistributedDataParallel(model, device_ids=[device.device.index] if device.device.type == "cuda"
                                           else None)
+    if t.compile:  # the same module's weights: the caller's model stays the plain one (saved, checkpointed)
+        trained, evaluated = (torch.compile(m, backend=t.compile) for m in (trained, model))
     train_batches = TrainBatches(train_set, workers=workers, device=device)
     eval_batches = EvalBatches(eval_set, batch_size=2 * t.batch_size, workers=workers, device=device, ranks=ranks)
     val_batches = EvalBatches(val_set, batch_size=2 * t.batch_size, workers=workers, device=device, ranks=ranks) \
         if val_set is not None and len(val_set) else None
     outputs = None
     if selecting and start_epoch >= c.warmup_epochs:  # the proxies that choose the first coreset
-        outputs = eval_pass(model, eval_batches, cfg=cfg, device=device, progress=progress, want_proxies=True,
+        outputs = eval_pass(evaluated, eval_batches, cfg=cfg, device=device, progress=progress, want_proxies=True,
                             desc="initial pass" if start_epoch == 0 else "resuming: proxies", ranks=ranks)
 
     for epoch in range(start_epoch, t.epochs):
@@ -292,11 +294,11 @@ def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: Image
         scheduler.step(epoch + 1)
         trained_at = time.perf_counter()
 
-        outputs = eval_pass(model, eval_batches, cfg=cfg, device=device, progress=progress,
+        outputs = eval_pass(evaluated, eval_batches, cfg=cfg, device=device, progress=progress,
                             want_proxies=selecting, desc=f"epoch {epoch} eval", wait=wait, ranks=ranks)
         val_accuracy = val_loss = None
         if val_batches is not None:
-            val = eval_pass(model, val_batches, cfg=cfg, device=device, progress=False,
+            val = eval_pass(evaluated, val_batches, cfg=cfg, device=device, progress=False,
                             want_proxies=False, desc="val", wait=wait, ranks=ranks)
             val_accuracy = float((val.predicted == val_set.labels).mean())
             val_loss = float(val.loss.mean())

@@ -206,3 +206,18 @@ def test_a_run_from_a_relative_path_reopens_its_source_from_anywhere(noisy_colou
     monkeypatch.chdir(tmp_path)
     assert run.source["source"] == str(noisy_colours.resolve())
     assert run.open_samples().sample_ids == run.samples["sample_id"].tolist()
+
+
+def test_a_compiled_fit_trains_the_same_model(noisy_colours, tmp_path):
+    """--compile hands the forward passes to torch.compile; its eager backend (graph capture, no code generation:
+    no C compiler, seconds not minutes) runs the same ops, so the run is the plain one. The default backend,
+    inductor, generates code and is left to GPU hosts."""
+    options = {**QUICK, "epochs": 3, "warmup_epochs": 1}
+    plain = crust_clean.fit(noisy_colours, out=tmp_path / "plain", **options)
+    torch._dynamo.reset()
+    compiled = crust_clean.fit(noisy_colours, out=tmp_path / "compiled", **{**options, "compile": "eager"})
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 2  # train and eval forwards were captured
+    pd.testing.assert_frame_equal(compiled.ledger(), plain.ledger())
+    assert yaml.safe_load((compiled.path / "config.yaml").read_text())["train"]["compile"] == "eager"
+    with pytest.raises(crust_clean.BadInputError, match="train.compile must be a torch.compile backend"):
+        crust_clean.fit(noisy_colours, out=tmp_path / "bad", **{**options, "compile": "no-such-backend"})
