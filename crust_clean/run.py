@@ -37,7 +37,7 @@ from .config import RunConfig, apply_options, dump_yaml, from_dict, load_yaml
 from .checkpoint import CHECKPOINT
 from .distributed import SINGLE, Ranks, barrier, broadcast, from_environment
 from .errors import BadInputError, CrustCleanError, Interrupted
-from .scores import SUSPECT_RULE, flag_suspects, is_suspect, margins, score_samples
+from .scores import SUSPECT_RULE, flag_suspects, is_suspect, margins, score_samples, top_scores
 from .sources import Samples, load_source, read_true_labels, stratified_split
 
 RUN_OUTPUTS = ("config.yaml", "source.json", "samples.csv", "ledger.parquet", "scores.csv", "metrics.json",
@@ -576,8 +576,7 @@ class Run:
         scores = self.scores.drop(columns=["path", "given_label", "predicted_label"])
         table = table.merge(scores, on="sample_id", how="left", validate="one_to_one")
         if top is not None:
-            rank = table["score"].fillna(-np.inf).rank(method="first", ascending=False)
-            table["suspect"] = (rank <= top) & table["score"].notna()
+            table["suspect"] = top_scores(table["score"], top)
         elif threshold is not None:
             table["suspect"] = is_suspect(table["score"], threshold)
         else:

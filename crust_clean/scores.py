@@ -80,7 +80,12 @@ def flag_suspects(score: np.ndarray | pd.Series, disagrees: np.ndarray) -> np.nd
     ``disagrees`` (n,) marks the samples whose given label the model does not predict; only their count
     is used, so the suspects are always the top of the score ranking.
     """
+    return top_scores(score, int(np.sum(disagrees)))
+
+
+def top_scores(score: np.ndarray | pd.Series, k: int) -> np.ndarray:
+    """Boolean mask of the ``k`` highest scores (ties: first come; a missing score, NaN, never)."""
     score = np.asarray(score, dtype=np.float64)
     flagged = np.zeros(len(score), dtype=bool)
-    flagged[np.argsort(-score, kind="stable")[: int(np.sum(disagrees))]] = True
-    return flagged
+    flagged[np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")[:k]] = True
+    return flagged & ~np.isnan(score)

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from crust_clean.evaluation import detection_metrics, ranking_metrics
-from crust_clean.scores import flag_suspects, is_suspect, margins, score_samples
+from crust_clean.scores import flag_suspects, is_suspect, margins, score_samples, top_scores
 
 
 def ledger(rows):
@@ -62,6 +62,13 @@ def test_suspects_are_the_top_scores_counted_by_the_models_disagreements():
             assert flagged[tied].tolist() == sorted(flagged[tied].tolist(), reverse=True)
     m = detection_metrics(np.array([0.9, 0.2, 0.8]), np.array([True, False, False]), np.array([True, False, True]))
     assert (m["flagged"], m["precision"], m["recall"]) == (2, 0.5, 1.0)
+
+
+def test_top_scores_leave_missing_scores_out_and_keep_the_first_of_ties():
+    score = pd.Series([0.5, np.nan, 0.9, 0.5, 0.5, np.nan])  # validation samples have no score
+    assert top_scores(score, 3).tolist() == [True, False, True, True, False, False]
+    assert top_scores(score, 10).tolist() == [True, False, True, True, True, False]
+    assert not top_scores(score, 0).any()
 
 
 def test_margin_is_given_logit_minus_the_best_other():
