@@ -185,13 +185,12 @@ def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfi
 
     train_set, eval_set = subset(train_idx, train_tf), subset(train_idx, eval_tf)
     val_set = subset(val_idx, eval_tf) if len(val_idx) else None
-    train_ids = [samples.sample_ids[i] for i in train_idx]
     is_noisy = truth[train_idx] != labels[train_idx] if truth is not None else None
     optimisation = Optimisation.create(model, cfg, device)
 
     epochs: list[dict] = []
     best_accuracy, best_epoch, best_state = -1.0, None, None
-    ledger = Ledger(train_ids)
+    ledger = Ledger([samples.sample_ids[i] for i in train_idx])
     start_epoch = 0
     if resume:
         resumed = load_checkpoint(out / CHECKPOINT, model=model, optimizer=optimisation.optimizer,
@@ -240,24 +239,26 @@ def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfi
         run_facts = {"n_val": len(val_idx), "wall_seconds": round(time.perf_counter() - started, 2),
                      "resumed": resume, "cache": cache, "device": str(device.device),
                      "device_name": _device_name(device.device), "processes": ranks.world}
-        _write_outputs(out, samples, cfg, data_cfg, best_state, best_epoch, robust, ledger, train_idx, train_ids,
-                       is_noisy, epochs, run_facts)
+        _write_outputs(out, samples, cfg=cfg, data_cfg=data_cfg, model_state=best_state, model_epoch=best_epoch,
+                       robust=robust, ledger=ledger, train_idx=train_idx, is_noisy=is_noisy, epochs=epochs,
+                       run_facts=run_facts)
     barrier(ranks)  # the others return the run once rank 0 has written it
     if cache == "disk" and ranks.is_main:
         shutil.rmtree(out / "cache", ignore_errors=True)  # pixels only: the source still has every image
     return Run(out)
 
 
-def _write_outputs(out: Path, samples: Samples, cfg: RunConfig, data_cfg: dict, best_state: dict, best_epoch: int,
-                   robust, ledger, train_idx: np.ndarray, train_ids: list[str], is_noisy: np.ndarray | None,
+def _write_outputs(out: Path, samples: Samples, *, cfg: RunConfig, data_cfg: dict, model_state: dict,
+                   model_epoch: int, robust, ledger, train_idx: np.ndarray, is_noisy: np.ndarray | None,
                    epochs: list[dict], run_facts: dict) -> None:
-    """Everything a finished run holds, from the saved model's pass over all samples (``robust``);
-    ``run_facts`` go into the summary as they are."""
+    """Everything a finished run holds: the saved model (``model_state`` of ``model_epoch``), its pass over all
+    samples (``robust``), the ledger and scores of the training rows (``train_idx``; ``is_noisy`` per training
+    row when true labels are known) and the metrics; ``run_facts`` go into the summary as they are."""
     from .evaluation import detection_metrics
     from .ledger import write_ledger
 
     labels = samples.labels
-    _save_model(out, best_state, {
+    _save_model(out, model_state, {
         "architecture": cfg.model.name,
         "num_classes": samples.num_classes,
         "class_names": samples.class_names,
@@ -265,7 +266,7 @@ def _write_outputs(out: Path, samples: Samples, cfg: RunConfig, data_cfg: dict, 
         "mean": list(data_cfg["mean"]),
         "std": list(data_cfg["std"]),
         "interpolation": data_cfg["interpolation"],
-        "epoch": best_epoch,
+        "epoch": model_epoch,
         "chosen_by": "val_accuracy" if run_facts["n_val"] else "last_epoch",
     })
     _write_predictions(out, samples, robust)
@@ -278,14 +279,14 @@ def _write_outputs(out: Path, samples: Samples, cfg: RunConfig, data_cfg: dict, 
     summary = {
         "n_train": len(train_idx), "n_skipped": len(samples.skipped),
         "empty_classes": samples.empty_classes,
-        "num_classes": samples.num_classes, "best_epoch": best_epoch,
-        "val_accuracy": epochs[best_epoch]["val_accuracy"],
+        "num_classes": samples.num_classes, "best_epoch": model_epoch,
+        "val_accuracy": epochs[model_epoch]["val_accuracy"],
         "never_selected": int(scores["never_selected"].sum()),
         "suspects": int(scores["suspect"].sum()), "suspect_rule": SUSPECT_RULE,
         **run_facts, **_versions(), "python": platform.python_version(),
     }
     if is_noisy is not None:  # the final scores and suspects against the truth
-        noisy_by_id = dict(zip(train_ids, is_noisy))
+        noisy_by_id = dict(zip((samples.sample_ids[i] for i in train_idx), is_noisy))
         summary["detection"] = detection_metrics(scores["score"].to_numpy(),
                                                  [noisy_by_id[s] for s in scores["sample_id"]], scores["suspect"])
     _write_json(out / "metrics.json", {"summary": summary, "epochs": epochs})

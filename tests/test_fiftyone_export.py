@@ -20,7 +20,6 @@ def fo_run(fiftyone, noisy_colours, tmp_path_factory):
 def test_export_writes_every_sample_with_fields_tags_and_views(fiftyone, fo_run):
     from crust_clean.fiftyone_export import export_to_fiftyone
 
-    fo = fiftyone
     dataset = export_to_fiftyone(fo_run, name="export-test", top=10)
     samples, scores, predictions = fo_run.samples, fo_run.scores, fo_run.predictions()
     assert len(dataset) == len(samples) == 160
