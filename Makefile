@@ -62,7 +62,7 @@ bench-detect-full: $(INSTALLED) weights
 		--keep $(BENCH_RUNS)
 	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 --seeds 0 --epochs 60 --no-augment \
 		--settings centrality/given/last-layer --no-mistakenness --keep $(BENCH_RUNS) --tag=-long-noaug-cleanlab
-	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 --seeds 0 1 2 --settings \
+	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 mnist-sym50 --seeds 0 1 2 --settings \
 		centrality/predicted/last-layer centrality/given/logits facility-location/predicted/last-layer \
 		facility-location/given/logits --no-cleanlab --no-mistakenness --keep $(BENCH_RUNS) --tag=-grid
 	$(BIN)/python benchmarks/probe.py --train 1000 --test 500 --img-size 64 128
