@@ -204,12 +204,14 @@ def write_report(result: dict, out: Path) -> None:
                   f"{r['mean_epoch_seconds'] / full['mean_epoch_seconds']:.2f}x" for r in result["demo"] if r is not full]
     (out / "selection.md").write_text("\n".join(lines) + "\n")
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in sorted({r["method"] for r in result["sweep"]}):
-        for d in sorted({r["d"] for r in result["sweep"]}):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    methods = sorted({r["method"] for r in result["sweep"]})
+    for colour, method in zip(plt.cm.tab10.colors, methods):  # a colour per method, a line style per d
+        for style, d in zip(("-", "--", ":"), sorted({r["d"] for r in result["sweep"]})):
             rows = [r for r in result["sweep"] if r["method"] == method and r["d"] == d]
             if rows:
-                ax.plot([r["n"] for r in rows], [r["seconds"] for r in rows], marker="o", label=f"{method}, d={d}")
+                ax.plot([r["n"] for r in rows], [r["seconds"] for r in rows], marker="o", color=colour,
+                        linestyle=style, label=f"{method}, d={d}")
     ax.set(xscale="log", yscale="log", xlabel="samples in the class (n)", ylabel="seconds (k = n/2)",
            title="Coreset selection time, CPU")
     ax.legend(fontsize=8)
