@@ -41,8 +41,8 @@ bench-quick: $(INSTALLED)
 	$(BIN)/python benchmarks/detect.py --subset 2000 --epochs 20 --seeds 0
 
 # Everything in benchmarks/RESULTS.md and results/signals.md, probe.md: 3 seeds, both regimes, the fraction
-# sweep, the fine-tuning regime, CIFAR-10N worse/aggre, cleanlab in the long regime and the split/proxy grid
-# (about 6 hours on 2 idle CPU cores; run folders kept in ../bench-runs)
+# sweep, the fine-tuning regime, CIFAR-10N worse/aggre, cleanlab in the long regime and the split/proxy grid with
+# the defaults re-run beside it on the same code (about 7 hours on 2 idle CPU cores; run folders kept in ../bench-runs)
 BENCH_RUNS ?= ../bench-runs
 bench-detect-full: $(INSTALLED) weights
 	$(BIN)/pip install --quiet -e '.[bench]'
@@ -65,6 +65,9 @@ bench-detect-full: $(INSTALLED) weights
 	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 mnist-sym50 --seeds 0 1 2 --settings \
 		centrality/predicted/last-layer centrality/given/logits facility-location/predicted/last-layer \
 		facility-location/given/logits --no-cleanlab --no-mistakenness --keep $(BENCH_RUNS) --tag=-grid
+	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 mnist-sym50 --seeds 0 1 2 --settings \
+		centrality/given/last-layer facility-location/given/last-layer --no-cleanlab --no-mistakenness \
+		--keep $(BENCH_RUNS) --tag=-grid-base
 	$(BIN)/python benchmarks/probe.py --train 1000 --test 500 --img-size 64 128
 	$(BIN)/python benchmarks/signals.py $(BENCH_RUNS)
 
