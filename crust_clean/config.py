@@ -134,15 +134,15 @@ class RunConfig:
         _check("model.std", len(self.model.std) in (0, 3) and all(v > 0 for v in self.model.std),
                "needs 3 positive values (one per channel) or none")
         _check("train.epochs", t.epochs >= 1, "must be >= 1")
+        _check("train.batch_size", t.batch_size >= 1, "must be >= 1")
+        _check("train.lr", t.lr > 0, "must be > 0")
+        _check("train.crop_scale", 0 < t.crop_scale <= 1, "must be in (0, 1]")
         if t.compile:
             import torch._dynamo
 
             backends = torch._dynamo.list_backends(exclude_tags=())  # eager and aot_eager too (they check tracing)
             _check("train.compile", t.compile in backends,
                    "must be a torch.compile backend such as inductor or eager (see torch._dynamo.list_backends())")
-        _check("train.batch_size", t.batch_size >= 1, "must be >= 1")
-        _check("train.lr", t.lr > 0, "must be > 0")
-        _check("train.crop_scale", 0 < t.crop_scale <= 1, "must be in (0, 1]")
         _check("train.hflip", 0 <= t.hflip <= 1, "must be in [0, 1]")
         _check("train.lr_decay_at", all(0 < f < 1 for f in t.lr_decay_at), "fractions must be in (0, 1)")
         return self

@@ -460,6 +460,7 @@ def select_coreset(
         A group with more rows is split into random parts of at most this many, each selecting its share
         (``in_partitions``).
     """
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     if selector == "facility-location":
         def select(x: Tensor, k: int) -> Coreset:
             return facility_location(x, k, greedy=greedy, chunk_size=chunk_size, epsilon=epsilon, generator=generator)
@@ -470,7 +471,6 @@ def select_coreset(
         raise ValueError(f"selector={selector!r} is not one of: facility-location, centrality")
     medoids, sizes, partners = [], [], []
     medoid_of = np.empty(len(proxies), dtype=np.int64)
-    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     for c in np.unique(groups):
         rows = np.flatnonzero(groups == c)
         k = max(1, int(round(fraction * len(rows))))
