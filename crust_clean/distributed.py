@@ -14,8 +14,8 @@ first coreset epoch match a single process to that precision; later a near-tie (
 two medoids, two rows about equally central) can go the other way, a cluster weight changes, and the runs
 drift apart slowly (tests/test_distributed.py: after 4 epochs the coresets still agree on over 90 % of the
 rows); BatchNorm statistics are per rank (a batch's part, not the batch) unless the run is on CUDA, where
-BatchNorm becomes SyncBatchNorm; random augmentation draws its own stream per rank; a last batch with fewer
-samples than ranks is dropped.
+BatchNorm becomes SyncBatchNorm; random augmentation draws its own stream per rank; an epoch with fewer
+samples than ranks trains nothing (a last batch under 16 rows joins the one before, see ``batch_plan``).
 """
 
 from __future__ import annotations

@@ -231,8 +231,8 @@ def _train_run(source, samples: Samples, truth: np.ndarray | None, cfg: RunConfi
         best_epoch = cfg.train.epochs - 1
         best_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
-    everything = EvalBatches(ImageDataset(images, labels, eval_tf), batch_size=2 * cfg.train.batch_size,
-                             workers=workers, device=device, ranks=ranks)
+    everything = EvalBatches(ImageDataset(images, labels, eval_tf), cfg=cfg, workers=workers, device=device,
+                             ranks=ranks)
     robust = eval_pass(model, everything, cfg=cfg, device=device, progress=progress, want_proxies=False,
                        desc="robust model", ranks=ranks)
     if ranks.is_main:

@@ -104,9 +104,9 @@ class EvalBatches:
     """One dataset's eval batches for this rank, in dataset order, from one DataLoader for the whole fit (its
     workers persist between passes). With several ranks each forwards its shard (``distributed.eval_shards``)."""
 
-    def __init__(self, dataset: ImageDataset, *, batch_size: int, workers: int, device: Device,
-                 ranks: Ranks = SINGLE):
+    def __init__(self, dataset: ImageDataset, *, cfg: RunConfig, workers: int, device: Device, ranks: Ranks = SINGLE):
         self.dataset = dataset
+        batch_size = 2 * cfg.train.batch_size  # no gradients are kept: twice the training batch fits
         self.shards = eval_shards(len(dataset), batch_size, ranks.world) if ranks.active else None
         part = torch.utils.data.Subset(dataset, self.shards[ranks.rank].tolist()) if ranks.active else dataset
         # its own generator: without one, a DataLoader iterator draws a seed from the global torch RNG, which the
@@ -255,8 +255,8 @@ def train(model, train_set: ImageDataset, eval_set: ImageDataset, val_set: Image
     if t.compile:  # the same module's weights: the caller's model stays the plain one (saved, checkpointed)
         trained, evaluated = (torch.compile(m, backend=t.compile) for m in (trained, model))
     train_batches = TrainBatches(train_set, workers=workers, device=device)
-    eval_batches = EvalBatches(eval_set, batch_size=2 * t.batch_size, workers=workers, device=device, ranks=ranks)
-    val_batches = EvalBatches(val_set, batch_size=2 * t.batch_size, workers=workers, device=device, ranks=ranks) \
+    eval_batches = EvalBatches(eval_set, cfg=cfg, workers=workers, device=device, ranks=ranks)
+    val_batches = EvalBatches(val_set, cfg=cfg, workers=workers, device=device, ranks=ranks) \
         if val_set is not None and len(val_set) else None
     outputs = None
     if selecting and start_epoch >= c.warmup_epochs:  # the proxies that choose the first coreset
