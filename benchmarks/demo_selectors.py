@@ -33,7 +33,7 @@ SETTINGS = [
 
 def one(setting: tuple[str, str], seed: int, data: dict, tmp: Path, config: Path, epochs: int | None) -> dict:
     import crust_clean
-    from crust_clean.evaluation import detection_metrics
+    from crust_clean.method.metrics import detection_metrics
 
     selector, split = setting
     options = {"epochs": epochs} if epochs else {}

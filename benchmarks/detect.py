@@ -76,7 +76,7 @@ def prepare(name: str, data_root: Path, subset: int, test: int, seed: int, work:
     """Write work/train/<given label>/*, work/truth.csv and work/test/<true label>/*; describe the noise."""
     from PIL import Image
 
-    from crust_clean.noise import NEXT_CLASS, asymmetric_noise, symmetric_noise
+    from crust_clean.method.noise import NEXT_CLASS, asymmetric_noise, symmetric_noise
 
     rng = np.random.default_rng(seed)
     if name.startswith("cifar10"):
@@ -166,7 +166,7 @@ def cleanlab_scores(data: dict, train_ids: list[str], epochs: int, seed: int, au
     from sklearn.model_selection import StratifiedKFold
 
     import crust_clean
-    from crust_clean.images import FileImages
+    from crust_clean.data.images import FileImages
 
     ids = pd.read_csv(data["truth"], dtype=str)["sample_id"].to_numpy()
     given_names = np.array([s.split("/")[0] for s in ids])
@@ -236,13 +236,12 @@ def crust_settings(args) -> list[tuple[str, dict]]:
 
 def run_dataset(name: str, args) -> dict:
     from crust_clean.errors import CrustCleanError
-    from crust_clean.evaluation import ranking_metrics
-
-    from crust_clean.scores import SUSPECT_RULE
+    from crust_clean.method.metrics import ranking_metrics
+    from crust_clean.method.scores import SUSPECT_RULE
 
     result = {"dataset": name + args.tag, "augment": args.augment, "crust_rule": SUSPECT_RULE, "subset": args.subset, "test_images": args.test,
               "epochs": args.epochs, "seeds": args.seeds, "methods": {},
-              "config": f"configs/{args.config}.yaml" + "".join(f" {k}={v}" for k, v in OVERRIDES.items()),
+              "config": f"config {args.config}" + "".join(f" {k}={v}" for k, v in OVERRIDES.items()),
               "curves": {}, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix=f"crust-detect-{name}-") as tmp:

@@ -51,7 +51,7 @@ def epoch_pass(images, labels, transform, workers: int, repeats: int) -> float:
     """Best seconds for one shuffled pass over every image through ``transform``."""
     import torch
 
-    from crust_clean.data import ImageDataset
+    from crust_clean.data.torch_datasets import ImageDataset
 
     best = float("inf")
     for repeat in range(repeats):
@@ -84,7 +84,7 @@ def fit_epochs(folder: Path, out: Path, workers: int, cache: str) -> dict:
 def train_step_seconds(cfg) -> float:
     import torch
 
-    from crust_clean.models import create_model
+    from crust_clean.train.models import create_model
 
     model = create_model(cfg.model, 10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -103,9 +103,9 @@ def run(data_root: Path, n: int, repeats: int) -> dict:
     import torch
 
     from crust_clean.config import from_dict, load_yaml
-    from crust_clean.images import DecodedCache
-    from crust_clean.models import build_transforms, create_model, data_config
-    from crust_clean.sources import load_source
+    from crust_clean.data.images import DecodedCache
+    from crust_clean.data.sources import load_source
+    from crust_clean.train.models import build_transforms, create_model, data_config
 
     cfg = from_dict(load_yaml("cpu-quick"))
     model = create_model(cfg.model, 10)

@@ -36,7 +36,7 @@ RESULTS = HERE / "results"
 
 def run_signals(run: Path, is_noisy_of: pd.Series) -> dict:
     """Signals, rules and coreset composition of one run folder; ``is_noisy_of`` maps sample_id -> bool."""
-    from crust_clean.evaluation import ranking_metrics
+    from crust_clean.method.metrics import ranking_metrics
 
     ledger = pd.read_parquet(run / "ledger.parquet")
     scores = pd.read_csv(run / "scores.csv", dtype={"sample_id": str}).set_index("sample_id")

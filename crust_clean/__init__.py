@@ -1,5 +1,18 @@
 """crust-clean: find mislabeled images with CRUST coresets and train a noise-robust timm model.
 
+Conventions, stated once for the whole package:
+
+- A dataset has N samples in K classes; labels are integers 0..K-1 that index ``class_names`` (sorted
+  names, or a Hugging Face ClassLabel's order). The *given* label is the one in the source, possibly wrong.
+- Every sample has a ``sample_id``, stable across runs, that keys every output (ledger, scores, exports,
+  decisions): the path relative to an ImageFolder root, the path as a manifest writes it, an id column or
+  the row index of a Hugging Face dataset, the FiftyOne sample id.
+- ``score`` is in [0, 1] and a higher score means *more likely mislabeled*; suspects are the top of that
+  ranking (``crust_clean.method.scores``).
+- A fit writes a run folder (``crust_clean.run.folder``), the contract between training and everything that
+  reads a run; ``Run`` reads it without torch.
+- Sources are only read; every output is written atomically.
+
 Public API (heavy libraries load on first use, so ``import crust_clean`` is fast)::
 
     run = crust_clean.fit("images/", out="runs/first", epochs=20)
@@ -9,6 +22,10 @@ Public API (heavy libraries load on first use, so ``import crust_clean`` is fast
     crust_clean.export_to_fiftyone(run)                    # review in the FiftyOne App
     crust_clean.export_manifest(run, "cleaned/", policy="reviewed")   # the cleaned dataset
     crust_clean.write_report(run)                          # RUN/report/index.html: dataset health at a glance
+
+The package follows the data's path: ``data`` (sources, images) -> ``train`` (timm model, CRUST epochs) with
+``method`` (proxies, coreset selection, scores: pure functions) -> ``run`` (fit, the books of each epoch, the
+run folder) -> ``review`` (FiftyOne, manifests, report).
 """
 
 from .errors import BadInputError, CrustCleanError
@@ -16,9 +33,9 @@ from .errors import BadInputError, CrustCleanError
 __version__ = "0.1.0"
 __all__ = ["fit", "resume", "describe", "Run", "RunConfig", "load_source", "export_to_fiftyone", "export_manifest",
            "write_report", "CrustCleanError", "BadInputError", "__version__"]
-_LAZY = {"fit": "run", "resume": "run", "describe": "run", "Run": "run", "RunConfig": "config", "load_source": "sources",
-         "export_to_fiftyone": "fiftyone_export", "export_manifest": "manifest",
-         "write_report": "report"}
+_LAZY = {"fit": "run.fit", "resume": "run.fit", "describe": "data.inspect", "Run": "run.folder",
+         "RunConfig": "config", "load_source": "data.sources", "export_to_fiftyone": "review.fiftyone",
+         "export_manifest": "review.manifest", "write_report": "review.report"}
 
 
 def __getattr__(name: str):

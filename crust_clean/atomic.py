@@ -1,9 +1,10 @@
-"""Atomic file writes: write a temporary file beside the target, then ``os.replace`` it into place,
-so a reader (or a killed run) never sees a half-written output."""
+"""Atomic writes: a file or a folder is built beside its target, then renamed into place, so a reader (or a
+killed run) sees the old version or the new one, never a half-written one."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,3 +29,34 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 def write_text(target: str | os.PathLike, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+
+
+@contextmanager
+def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty folder beside ``target`` to build in; on success it takes the place of ``target`` (an
+    existing ``target`` is moved aside first and removed after), on error it is removed.
+
+    The folder gets the permissions of any new folder (``0o777`` less the umask), not the owner-only ones of
+    ``tempfile.mkdtemp``: what it becomes is meant for the team that reads the outputs."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        build.chmod(0o777 & ~_umask())
+        yield build
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(build, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(build, target)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask

@@ -8,45 +8,75 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import sys
 import typing
+from typing import Collection
 
 import click
 
-from .config import MANIFEST_FORMATS, MANIFEST_POLICIES, RunConfig
+from .config import MANIFEST_FORMATS, MANIFEST_POLICIES, DataConfig, RunConfig
 from .errors import BadInputError, CrustCleanError
+from .train.distributed import torchrun_ranks
 
 _PYTHON_TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING}
+#: ``fit --help`` sections, in order, as timm's train.py groups its arguments; config sections by name.
+_SECTIONS = {"run": "Run", "data": "Data", "model": "Model", "crust": "CRUST", "train": "Training"}
 
 
-def _config_options(command):
-    """Add one ``--flag`` per config field (help and choices from the field's metadata)."""
+class _GroupedOption(click.Option):
+    """An option that belongs to a section of its command's --help."""
+
+    def __init__(self, *args, section: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.section = section
+
+
+class _GroupedCommand(click.Command):
+    """A command whose --help lists its options section by section (``_SECTIONS``) instead of in one list."""
+
+    def format_options(self, ctx, formatter):
+        rows: dict[str, list] = {name: [] for name in _SECTIONS.values()}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is not None:
+                rows[getattr(param, "section", "Run")].append(record)
+        for name, records in rows.items():
+            if records:
+                with formatter.section(f"{name} options"):
+                    formatter.write_dl(records)
+
+
+def _run_option(*args, **kwargs):
+    return click.option(*args, cls=_GroupedOption, section="Run", **kwargs)
+
+
+def _config_options(command, only: Collection[str] | None = None):
+    """Add one ``--flag`` per config field (help and choices from the field's metadata), in its section; with
+    ``only``, for those fields alone."""
     defaults = RunConfig()
     for section in reversed(dataclasses.fields(defaults)):
         hints = typing.get_type_hints(type(getattr(defaults, section.name)))
         for f in reversed(dataclasses.fields(getattr(defaults, section.name))):
+            if only is not None and f.name not in only:
+                continue
             name = "model" if (section.name, f.name) == ("model", "name") else f.name
             flag = "--" + name.replace("_", "-")
             default = getattr(getattr(defaults, section.name), f.name)
             shown = [round(x, 3) for x in default] if isinstance(default, list) else default
-            help_text = f"{f.metadata['help']} [{section.name}; default: {shown}]"
+            kwargs = dict(cls=_GroupedOption, section=_SECTIONS[section.name],
+                          help=f"{f.metadata['help']} [{section.name}.{f.name}; default: {shown}]")
             if isinstance(default, bool):
-                option = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None, help=help_text)
+                option = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None, **kwargs)
             elif isinstance(default, list):
-                option = click.option(flag, name, type=click.FLOAT, multiple=True, help=help_text + " (repeatable)")
+                kwargs["help"] += " (repeatable)"
+                option = click.option(flag, name, type=click.FLOAT, multiple=True, **kwargs)
             elif f.metadata["choices"]:
-                option = click.option(flag, name, type=click.Choice(f.metadata["choices"]), help=help_text)
+                option = click.option(flag, name, type=click.Choice(f.metadata["choices"]), **kwargs)
             else:
                 kind = next(t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
-                option = click.option(flag, name, type=_PYTHON_TYPES[kind], help=help_text)
+                option = click.option(flag, name, type=_PYTHON_TYPES[kind], **kwargs)
             command = option(command)
     return command
-
-
-def _is_main_process() -> bool:
-    """False in the ranks 1.. of a torchrun launch (rank 0 speaks for the run)."""
-    return os.environ.get("RANK", "0") == "0"
 
 
 def _user_errors(func):
@@ -55,7 +85,7 @@ def _user_errors(func):
         try:
             return func(*args, **kwargs)
         except CrustCleanError as err:
-            if _is_main_process():  # under torchrun every rank meets the error: say it once
+            if torchrun_ranks().is_main:  # under torchrun every rank meets the error: say it once
                 click.echo(f"Error: {err}", err=True)
             sys.exit(err.exit_code)
         except KeyboardInterrupt:
@@ -71,20 +101,21 @@ def cli():
     """Find mislabeled images with CRUST coresets and train a noise-robust timm model."""
 
 
-@cli.command()
+@cli.command(cls=_GroupedCommand)
 @click.argument("source", type=click.Path(), required=False)
-@click.option("--resume", "resume_run", type=click.Path(file_okay=False),
-              help="continue the killed or interrupted run in this folder (its own config and source)")
-@click.option("--out", type=click.Path(file_okay=False), help="run folder [default: runs/<time>-<model>-<data>]")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="YAML config (e.g. configs/cpu-quick.yaml or an earlier RUN/config.yaml); flags override it")
-@click.option("--overwrite", is_flag=True, help="write into an existing non-empty run folder")
-@click.option("--quiet", "-q", is_flag=True, help="no progress bars or per-epoch lines")
-@click.option("--dry-run", is_flag=True, help="print the resolved config and a dataset summary; do not train")
-@click.option("--report", "with_report", is_flag=True, help="write RUN/report/ at the end (see: crust-clean report)")
-@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
-              help="train with this many processes (DDP, one per GPU; gloo on CPU); the same as "
-                   "torchrun --nproc-per-node N -m crust_clean fit ...")
+@_run_option("--resume", "resume_run", type=click.Path(file_okay=False),
+             help="continue the killed or interrupted run in this folder (its own config and source)")
+@_run_option("--out", type=click.Path(file_okay=False), help="run folder [default: runs/<time>-<model>-<data>]")
+@_run_option("--config", "config_file", type=click.Path(dir_okay=False),
+             help="YAML config: a shipped one by name (crust-clean configs) or a file such as an earlier "
+                  "RUN/config.yaml; flags override it")
+@_run_option("--overwrite", is_flag=True, help="write into an existing non-empty run folder")
+@_run_option("--quiet", "-q", is_flag=True, help="no progress bars or per-epoch lines")
+@_run_option("--dry-run", is_flag=True, help="print the resolved config and a dataset summary; do not train")
+@_run_option("--report", "with_report", is_flag=True, help="write RUN/report/ at the end (see: crust-clean report)")
+@_run_option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+             help="train with this many processes (DDP, one per GPU; gloo on CPU); the same as "
+                  "torchrun --nproc-per-node N -m crust_clean fit ...")
 @_config_options
 @_user_errors
 def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_report, nproc, **options):
@@ -97,9 +128,12 @@ def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_re
     Writes RUN/config.yaml, ledger.parquet, scores.csv, metrics.json, model.safetensors and model.json.
     A checkpoint is written after every epoch: after a crash or Ctrl-C, `fit --resume RUN` continues.
     """
-    from .run import describe, fit as fit_run, resolve_config, resume
+    from .config import resolve_config
+    from .data.inspect import describe
+    from .run.fit import fit as fit_run
+    from .run.fit import resume
 
-    if nproc > 1 and "WORLD_SIZE" not in os.environ and not dry_run:
+    if nproc > 1 and not torchrun_ranks().active and not dry_run:
         sys.exit(_launch_ranks(nproc))
     options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items() if v not in (None, ())}
     if resume_run is not None:
@@ -122,12 +156,8 @@ def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_re
 
 @cli.command()
 @click.argument("source", type=click.Path())
-@click.option("--split", help="split of a Hugging Face dataset [default: train, or the only split]")
-@click.option("--image-column", help="image column of a HF dataset, or a manifest's path column")
-@click.option("--label-column", help="label column of a HF dataset or a manifest")
-@click.option("--id-column", help="column of unique sample ids")
-@click.option("--label-field", help="Classification field of a fo: source")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
+@functools.partial(_config_options, only=DataConfig().source_options())
 @_user_errors
 def check(source, quiet, **columns):
     """Validate SOURCE as fit would, without training: decode every image, report counts per class,
@@ -136,7 +166,7 @@ def check(source, quiet, **columns):
     Exit status 0 when fit can use SOURCE (skipped files included), 2 when it cannot.
     """
     from .config import RunConfig, apply_options
-    from .run import describe
+    from .data.inspect import describe
 
     config = apply_options(RunConfig(), {k: v for k, v in columns.items() if v is not None})
     info = describe(source, config, check=True, progress=not quiet)
@@ -182,7 +212,7 @@ def _suspect_options(command):
 @_user_errors
 def export_fiftyone(run, name, persistent, top, threshold, overwrite):
     """Write RUN's samples, scores and predictions into a FiftyOne dataset with saved review views."""
-    from .fiftyone_export import export_to_fiftyone
+    from .review.fiftyone import export_to_fiftyone
 
     dataset = export_to_fiftyone(run, name=name, persistent=persistent, top=top, threshold=threshold,
                                  overwrite=overwrite, progress=True)
@@ -209,7 +239,7 @@ def export_fiftyone(run, name, persistent, top, threshold, overwrite):
 def export_manifest_command(run, out, policy, fmt, from_fiftyone, top, threshold, relabel_confidence, copy,
                             overwrite):
     """Write RUN's cleaned dataset (drop / relabel applied) and the kept / dropped / relabeled lists."""
-    from .manifest import export_manifest
+    from .review.manifest import export_manifest
 
     written = export_manifest(run, out, policy=policy, fmt=fmt, from_fiftyone=from_fiftyone, top=top,
                               threshold=threshold, relabel_confidence=relabel_confidence, copy=copy,
@@ -233,21 +263,21 @@ def report(run, top, threshold, thumbnails, open_browser):
     Prints the key figures."""
     written = _print_report(run, top=top, threshold=threshold, thumbnails=thumbnails)
     if open_browser:
-        from .report import open_in_browser
+        from .review.report import open_in_browser
 
         open_in_browser(written)
 
 
 def _print_finished(run, with_report: bool) -> None:
     """The summary of a finished fit (and its report when asked for), from rank 0 only."""
-    if _is_main_process():
+    if torchrun_ranks().is_main:
         _print_summary(run)
         if with_report:
             _print_report(run)
 
 
 def _print_report(run, **options):
-    from .report import write_report
+    from .review.report import write_report
 
     written = write_report(run, **options)
     click.echo("\n" + written.text())
@@ -262,7 +292,7 @@ def _print_report(run, **options):
 @_user_errors
 def review(run, name, port, remote):
     """Open the FiftyOne App on RUN's exported dataset, in the suspects view (Ctrl-C to stop)."""
-    from .fiftyone_export import launch_review
+    from .review.fiftyone import launch_review
 
     session = launch_review(run, name=name, port=port, remote=remote)
     click.echo(f"FiftyOne App: {session.url}")
@@ -271,53 +301,26 @@ def review(run, name, port, remote):
 
 @cli.command("plugin-path")
 def plugin_path():
-    """Print the folder to put in FIFTYONE_PLUGINS_DIR for the review plugin."""
-    from .fiftyone_export import PLUGINS_DIR
+    """Print the review plugin's folder: set FIFTYONE_PLUGINS_DIR to it (or copy it into your plugins folder)."""
+    from .config import PLUGIN_DIR
 
-    click.echo(PLUGINS_DIR)
+    click.echo(PLUGIN_DIR)
 
 
 def _launch_ranks(nproc: int) -> int:
-    """Run this same ``fit`` command line as ``nproc`` processes with torchrun's environment (RANK,
-    WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), as ``torchrun --standalone`` would, but keeping the ranks'
-    one-line errors and exit status. When one rank fails the others get a few seconds to stop on their own
-    (a bad input stops them all), then are terminated (they would wait for it forever)."""
-    import socket
-    import subprocess
-    import time
+    """This same ``fit`` command line as ``nproc`` processes (``train.distributed.launch``), less ``--nproc``
+    (the ranks must not launch again); returns the exit status."""
+    from .train.distributed import launch
 
     args = sys.argv[1:]
     if args[:1] != ["fit"]:
         raise BadInputError("--nproc works from the command line: crust-clean fit SOURCE --nproc N ...")
-    for i, arg in enumerate(args):  # drop --nproc N / --nproc=N: the ranks must not launch again
+    for i, arg in enumerate(args):
         if arg == "--nproc":
-            args = args[:i] + args[i + 2:]
-            break
+            return launch(nproc, args[:i] + args[i + 2:])
         if arg.startswith("--nproc="):
-            args = args[:i] + args[i + 1:]
-            break
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    ranks = [subprocess.Popen([sys.executable, "-m", "crust_clean", *args], env={
-        **os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(nproc),
-        "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(nproc)}) for rank in range(nproc)]
-    try:
-        while all(p.poll() is None or p.returncode == 0 for p in ranks):
-            if all(p.poll() is not None for p in ranks):
-                return 0
-            time.sleep(0.2)
-        deadline = time.monotonic() + 5
-        while any(p.poll() is None for p in ranks) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    finally:
-        for p in ranks:
-            if p.poll() is None:
-                p.terminate()
-        for p in ranks:
-            p.wait()
-    codes = [p.returncode for p in ranks]
-    return next((c for c in codes if c > 0), 1)
+            return launch(nproc, args[:i] + args[i + 1:])
+    return launch(nproc, args)
 
 
 def _print_description(info: dict, *, all_skipped: bool = False) -> None:

@@ -3,13 +3,17 @@
 Precedence (as in timm's ``train.py``): dataclass defaults < ``--config FILE.yaml`` < explicit options.
 The fully resolved configuration is saved as ``RUN/config.yaml`` before the first epoch, and
 ``crust-clean fit --config RUN/config.yaml`` re-runs it. Unknown keys are an error naming the key.
-No torch import here.
+The option names (selectors, proxies, ...) are listed here once; the modules that implement them take their
+choices and defaults from these dataclasses. No torch import here.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -80,6 +84,8 @@ class CrustConfig:
     mixup_alpha: float = option(1.0, "Beta(a, a) mixup of each medoid with a member of its cluster; 0 = off")
     greedy: str = option("lazy", "facility-location greedy: lazy (exact), stochastic or naive (exact, slow)", GREEDY)
     stochastic_epsilon: float = option(0.01, "stochastic greedy: (n/k) ln(1/eps) candidates per step")
+    # 16 MB of float32: at small d the passes over a block are memory-bound, and blocks that stay in a CPU's
+    # last-level cache ran 2-3x faster than 64 MB ones (benchmarks/selection.py)
     chunk_size: int = option(4_000_000, "largest distance block held at once, in matrix entries")
     max_weight: float = option(5.0, "cap on a medoid's weight, in units of the mean coreset weight")
     partition_size: int = option(20_000, "a class with more samples selects within random parts of this size")
@@ -163,6 +169,21 @@ def from_dict(values: Mapping[str, Any]) -> RunConfig:
     return apply_options(RunConfig(), values)
 
 
+def resolve_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike | None = None,
+                   **options: Any) -> RunConfig:
+    """Defaults < ``config`` (a RunConfig, a mapping, a YAML path or a shipped config's name) < ``options``
+    (any that is not None); validated."""
+    if config is None:
+        resolved = RunConfig()
+    elif isinstance(config, RunConfig):
+        resolved = copy.deepcopy(config)
+    elif isinstance(config, Mapping):
+        resolved = from_dict(config)
+    else:
+        resolved = from_dict(load_yaml(config))
+    return apply_options(resolved, {k: v for k, v in options.items() if v is not None}).validate()
+
+
 def _sections(config: RunConfig) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
@@ -191,8 +212,16 @@ def apply_options(config: RunConfig, options: Mapping[str, Any]) -> RunConfig:
     return config
 
 
-#: The named configs shipped in the repository's ``configs/`` folder.
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+def _resource_dir(name: str) -> Path:
+    """A folder of files shipped inside the package (``crust_clean/resources/<name>``): ``configs`` or ``plugins``.
+    Read with ``importlib.resources``, so an installed wheel finds them as an editable checkout does."""
+    return Path(str(files("crust_clean").joinpath("resources", name)))
+
+
+#: The named configs shipped with the package (``crust-clean configs`` lists them).
+CONFIG_DIR = _resource_dir("configs")
+#: The FiftyOne review plugin's folder (``fiftyone.yml``, ``__init__.py``): what FIFTYONE_PLUGINS_DIR is set to.
+PLUGIN_DIR = _resource_dir("plugins") / "crust_clean"
 
 
 def named_configs() -> dict[str, str]:
@@ -205,7 +234,7 @@ def named_configs() -> dict[str, str]:
 
 
 def config_path(name_or_path: str | Path) -> Path:
-    """A config file path as given, or a shipped config by name (``cpu-quick`` -> configs/cpu-quick.yaml)."""
+    """A config file path as given, or a shipped config by name (``cpu-quick`` -> CONFIG_DIR/cpu-quick.yaml)."""
     path = Path(name_or_path)
     if not path.exists() and path.suffix == "" and (CONFIG_DIR / f"{path.name}.yaml").is_file():
         return CONFIG_DIR / f"{path.name}.yaml"

@@ -1,7 +1,7 @@
 """The demo: a noisy ImageFolder built from scikit-learn's bundled digits (no download), a fit on it,
 and detection quality against the injected noise.
 
-    python -m crust_clean.demo --out demo --config configs/cpu-quick.yaml      (what ``make demo`` runs)
+    python -m crust_clean.demo --out demo --config cpu-quick      (what ``make demo`` runs)
 
 Noise: symmetric, ``noise`` share of the fit images get a label drawn uniformly from the *other*
 classes (fixed seed). The true labels go to ``OUT/truth.csv`` only; the folder the fit reads has the
@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from .config import CLASS_SPLITS, PROXIES, SELECTORS
-from .evaluation import detection_metrics
-from .noise import symmetric_noise
+from .method.metrics import detection_metrics
+from .method.noise import symmetric_noise
 
 
 def build_digits(out: str | Path, *, noise: float = 0.2, test_fraction: float = 0.2, size: int = 32,
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo", help="folder for the data and the run (default: demo)")
-    parser.add_argument("--config", default=None, help="YAML config for the fit (make demo: configs/cpu-quick.yaml)")
+    parser.add_argument("--config", default=None, help="config for the fit: a shipped name or a YAML file (make demo: cpu-quick)")
     parser.add_argument("--noise", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--selector", choices=SELECTORS, help="override the config's selector")

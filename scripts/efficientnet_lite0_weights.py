@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from crust_clean.atomic import atomic_path
 from crust_clean.config import ModelConfig
-from crust_clean.models import create_model
+from crust_clean.train.models import create_model
 
 
 def main(out: str) -> None:

@@ -36,8 +36,8 @@ def main() -> None:
         sys.exit("screenshot: needs headless Chromium (apt-get install chromium)")
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")  # no analytics banner over the grid
     from crust_clean.errors import CrustCleanError
-    from crust_clean.fiftyone_export import export_to_fiftyone, launch_review
-    from crust_clean.run import Run
+    from crust_clean.review.fiftyone import export_to_fiftyone, launch_review
+    from crust_clean.run.folder import Run
 
     try:
         Run(args.run)

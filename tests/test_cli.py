@@ -85,3 +85,28 @@ def test_configs_lists_the_shipped_configs():
     assert result.exit_code == 0
     names = [line.split()[0] for line in result.output.splitlines() if line and not line.startswith("(")]
     assert {"default", "cpu-quick", "cifar10-paper"} <= set(names)
+
+
+def test_fit_help_lists_every_option_in_its_section():
+    import dataclasses
+    import re
+
+    from crust_clean.config import RunConfig
+
+    result = CliRunner().invoke(cli, ["fit", "--help"])
+    assert result.exit_code == 0, result.output
+    section_of, current = {}, None
+    for line in result.output.splitlines():
+        header = re.match(r"^(\w+) options:$", line)
+        current = header.group(1) if header else current
+        flag = re.match(r"^  (?:-\w, )?(--[\w-]+)", line)
+        if flag:
+            section_of[flag.group(1)] = current
+    assert list(dict.fromkeys(section_of.values())) == ["Run", "Data", "Model", "CRUST", "Training"]
+    assert {section_of[f] for f in ("--out", "--config", "--resume", "--nproc", "--help")} == {"Run"}
+    names = {"data": "Data", "model": "Model", "crust": "CRUST", "train": "Training"}
+    defaults = RunConfig()
+    for section in dataclasses.fields(defaults):
+        for field in dataclasses.fields(getattr(defaults, section.name)):
+            flag = "--model" if (section.name, field.name) == ("model", "name") else "--" + field.name.replace("_", "-")
+            assert section_of[flag] == names[section.name], flag

@@ -1,11 +1,8 @@
-from pathlib import Path
 
 import pytest
 
-from crust_clean.config import RunConfig, apply_options, dump_yaml, from_dict, load_yaml
+from crust_clean.config import CONFIG_DIR, RunConfig, apply_options, dump_yaml, from_dict, load_yaml
 from crust_clean.errors import BadInputError
-
-CONFIGS = Path(__file__).parent.parent / "configs"
 
 
 def test_yaml_round_trip():
@@ -31,7 +28,7 @@ def test_invalid_values_are_rejected(options):
         apply_options(RunConfig(), options).validate()
 
 
-@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_load_and_validate(path):
     from_dict(load_yaml(path)).validate()
 

@@ -1,0 +1,53 @@
+"""What a source holds, before any training: classes, counts, image sizes, skipped files, duplicates."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+
+from ..config import RunConfig
+from .images import undecodable
+from .sources import Samples, load_source
+
+
+def describe(source: str | os.PathLike, config: RunConfig | None = None, *, check: bool = False,
+             progress: bool = False) -> dict:
+    """What ``fit`` would train on: classes, counts per class, image sizes seen, skipped files and why,
+    classes without images.
+
+    ``check=True`` also decodes every image in full, as ``fit`` does before training (a truncated file
+    passes the header check), and finds duplicates: groups of samples with byte-identical images
+    (``labels_differ`` when the copies carry different labels). Nothing is written.
+
+    Raises BadInputError for a source ``fit`` would refuse (missing, no images, one class, no label column).
+    """
+    config = config or RunConfig()
+    samples = load_source(source, **config.data.source_options())
+    duplicates = []
+    if check:
+        workers = config.data.workers if config.data.workers is not None else 0
+        samples = samples.without(undecodable(samples.images, workers=workers, progress=progress))
+        duplicates = find_duplicates(samples)
+    sizes = Counter(f"{w}x{h}" for w, h in samples.sizes)
+    return {
+        "source": str(source), "kind": samples.origin["kind"], "origin": samples.origin,
+        "samples": len(samples), "classes": samples.num_classes,
+        "counts_per_class": samples.class_counts(),
+        "image_sizes": dict(sizes.most_common(5)), "distinct_image_sizes": len(sizes),
+        "skipped": [{"sample_id": s, "reason": r} for s, r in samples.skipped],
+        "empty_classes": samples.empty_classes,
+        **({"duplicates": duplicates} if check else {}),
+    }
+
+
+def find_duplicates(samples: Samples) -> list[dict]:
+    """Groups of samples whose encoded images are byte-identical (sha256), largest first."""
+    groups: dict[str, list[int]] = {}
+    for i in range(len(samples)):
+        groups.setdefault(hashlib.sha256(samples.images.encoded(i)).hexdigest(), []).append(i)
+    found = [{"sample_ids": [samples.sample_ids[i] for i in members],
+              "labels": [samples.class_names[samples.labels[i]] for i in members],
+              "labels_differ": len({int(samples.labels[i]) for i in members}) > 1}
+             for members in groups.values() if len(members) > 1]
+    return sorted(found, key=lambda g: -len(g["sample_ids"]))

@@ -1,0 +1,161 @@
+"""``fit`` and ``resume``: assemble a fit from its parts and run it, writing a run folder (``run.folder``).
+
+The path of the data: source (``data.sources``) -> decoded images (``data.images``) -> timm model
+(``train.models``) -> epochs of CRUST (``train.trainer``: proxies, coreset, weighted mixup SGD) -> the books of
+each epoch (``run.recorder``: ledger, metrics, checkpoint) -> the saved model's pass over every sample -> the
+finished run folder (``run.folder.Run``), which the exporters and the report read.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..config import RunConfig, resolve_config
+from ..data.sources import Samples, load_source, read_true_labels, source_spec, stratified_split
+from .folder import Run, RunFolder, default_run_dir
+
+
+def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
+        config: RunConfig | Mapping[str, Any] | str | os.PathLike | None = None,
+        overwrite: bool = False, progress: bool = True, **options: Any) -> Run:
+    """Train a noise-robust model with CRUST on ``source`` and write a run folder with the ledger and scores.
+
+    Parameters
+    ----------
+    source : path or str
+        Any source ``crust_clean.load_source`` reads: an ImageFolder tree ``source/<class>/**/<image>``
+        (sample ids = paths relative to ``source``), a ``.csv`` / ``.jsonl`` manifest of ``path,label`` rows,
+        a Hugging Face dataset (folder, parquet, ``hf:OWNER/NAME``), a FiftyOne dataset (``fo:NAME``). The
+        source is only read.
+    out : path, optional
+        Run folder; default ``runs/<timestamp>-<model>-<dataset name>``. An existing non-empty
+        folder is an error unless ``overwrite=True``.
+    config : RunConfig, mapping, YAML path or shipped config name, optional
+        Base configuration (e.g. ``"cpu-quick"`` or an earlier ``RUN/config.yaml``).
+    progress : bool
+        Show progress bars and a line per epoch on stderr.
+    **options
+        Any config field by name, overriding ``config``: ``epochs=10``, ``selector="facility-location"``,
+        ``model="resnet18"``, ``crust={"proxy": "logits"}``, ``"train.lr"=0.05`` (see ``crust_clean.config``).
+
+    Returns
+    -------
+    Run
+        The finished run; ``run.scores`` is the suspect ranking (higher score = more likely mislabeled).
+
+    Examples
+    --------
+    >>> run = crust_clean.fit("images/", out="runs/first", epochs=20)      # doctest: +SKIP
+    >>> run.scores.head(10)[["sample_id", "given_label", "predicted_label", "score"]]  # doctest: +SKIP
+    """
+    from ..train.distributed import barrier, broadcast, from_environment
+
+    cfg = resolve_config(config, **options)
+    ranks = from_environment(cfg.train.device)  # several processes under torchrun, else one
+    samples = load_source(source, **cfg.data.source_options())
+    folder = RunFolder(broadcast(Path(out) if out is not None else default_run_dir(cfg.model.name, samples.name),
+                                 ranks))
+    folder.check_new(overwrite=overwrite, dataset_root=samples.root)
+    barrier(ranks)  # every rank has looked at the folder before rank 0 writes into it
+    if ranks.is_main:
+        folder.clear_stale()
+    barrier(ranks)
+    return _fit(source_spec(source), samples, folder, cfg, ranks, progress=progress, resume=False)
+
+
+def resume(run: str | os.PathLike, *, progress: bool = True) -> Run:
+    """Continue a fit that was killed or interrupted, from the checkpoint of its last finished epoch.
+
+    The run's own ``config.yaml`` and ``source.json`` are used; the epoch in progress when it stopped is
+    trained again. On CPU the finished run's ledger, scores and weights equal those of a run that was never
+    interrupted.
+
+    Raises BadInputError when ``run`` is not a run folder, has already finished, has no finished epoch yet
+    (start it again with ``overwrite=True``), or its source no longer holds the same samples.
+    """
+    from ..train.distributed import from_environment
+
+    folder = RunFolder(run)
+    folder.check_resumable()
+    cfg = folder.read_config()
+    ranks = from_environment(cfg.train.device)
+    source = folder.read_source()["source"]
+    samples = load_source(source, **cfg.data.source_options())
+    return _fit(source, samples, folder, cfg, ranks, progress=progress, resume=True)
+
+
+def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks, *, progress: bool,
+         resume: bool) -> Run:
+    """Decode, split, train (from the checkpoint when resuming) and write every output of a run.
+    With several ranks all of them train and rank 0 alone writes (``crust_clean.train.distributed``)."""
+    import torch
+
+    from ..data.images import resolve_cache
+    from ..data.torch_datasets import ImageDataset, TrainingData
+    from ..train import models
+    from ..train.distributed import barrier
+    from ..train.trainer import EvalBatches, Optimisation, TrainContext, eval_pass, train
+    from .recorder import Recorder
+
+    started = time.perf_counter()
+    ctx = TrainContext.create(cfg, ranks=ranks, progress=progress)
+    truth = read_true_labels(cfg.data.true_labels, samples) if cfg.data.true_labels else None
+    cache = resolve_cache(cfg.data.cache, samples.sizes, cfg.model.img_size)
+    samples, images, truth = _decoded(samples, truth, cache, folder.cache_file(ranks.rank, cfg.model.img_size), ctx)
+    labels = samples.labels
+    train_idx, val_idx = stratified_split(labels, cfg.data.val_fraction, cfg.train.seed)
+    if resume:
+        folder.check_same_samples(samples)
+    elif ranks.is_main:
+        folder.write_start(cfg, source, samples, train_idx, val_idx)
+
+    torch.manual_seed(cfg.train.seed)
+    model = models.create_model(cfg.model, samples.num_classes)
+    if ranks.active and ctx.device.device.type == "cuda":  # BatchNorm over the whole batch, as in one process
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    data_cfg = models.data_config(model, cfg.model)
+    train_tf, eval_tf = models.build_transforms(data_cfg, cfg.train)
+    data = TrainingData.split(images, labels, train_idx, val_idx, train_transform=train_tf, eval_transform=eval_tf)
+    optimisation = Optimisation.create(model, ctx)
+    recorder = Recorder(folder, [samples.sample_ids[i] for i in train_idx], labels[train_idx],
+                        is_noisy=truth[train_idx] != labels[train_idx] if truth is not None else None,
+                        writes=ranks.is_main, progress=ctx.progress)
+    start_epoch = recorder.resume(model, optimisation) if resume else 0
+    with recorder.interruptible():
+        for result in train(model, data, optimisation, ctx, start_epoch=start_epoch):
+            recorder.record(result, model, optimisation)
+
+    saved = recorder.saved_model(model, last_epoch=cfg.train.epochs - 1)
+    model.load_state_dict(saved.state)
+    everything = EvalBatches(ImageDataset(images, labels, eval_tf), ctx)
+    robust = eval_pass(model, everything, ctx, want_proxies=False, desc="robust model")
+    if ranks.is_main:
+        info = models.saved_model_info(cfg.model, data_cfg, samples.class_names, epoch=saved.epoch,
+                                       chosen_by="val_accuracy" if len(val_idx) else "last_epoch")
+        facts = {"n_val": len(val_idx), "wall_seconds": round(time.perf_counter() - started, 2), "resumed": resume,
+                 "cache": cache, "device": str(ctx.device.device), "device_name": ctx.device.name,
+                 "processes": ranks.world}
+        recorder.finish(samples, train_idx, robust, saved=saved, model_info=info, run_facts=facts)
+    barrier(ranks)  # the others return the run once rank 0 has written it
+    if cache == "disk" and ranks.is_main:
+        folder.remove_cache()
+    return Run(folder.path)
+
+
+def _decoded(samples: Samples, truth: np.ndarray | None, cache: str, file: Path, ctx):
+    """(samples, the image store training reads, truth) less the images that fail to decode in full: the
+    pass that fills the cache (or checks every file) finds what the header check could not, e.g. a truncated
+    JPEG; they join the skipped samples."""
+    from ..data.images import training_store
+
+    images, failed = training_store(samples.images, cache=cache, img_size=ctx.cfg.model.img_size, file=file,
+                                    workers=ctx.workers, progress=ctx.progress)
+    if not failed:
+        return samples, images, truth
+    kept = np.setdiff1d(np.arange(len(samples)), [i for i, _ in failed])
+    return samples.without(failed), images.take(kept), truth[kept] if truth is not None else None

@@ -1,0 +1,104 @@
+"""The selection ledger: one row per training sample per epoch.
+
+Columns (the contract exporters and checks rely on):
+
+=============== =======  ==========================================================================
+epoch           int64    0-based; warm-up epochs included
+sample_id       string   stable sample key (see ``crust_clean.data.sources``)
+selected        boolean  in this epoch's weighted coreset; null in warm-up / full-data epochs
+weight          float64  normalised medoid weight (0 when not selected); null when no selection
+medoid          string   sample_id of the medoid whose cluster holds the sample; null when no selection
+loss            float32  cross-entropy w.r.t. the given label, after this epoch's training
+predicted_label int64    argmax class after this epoch's training
+prob_given      float32  softmax probability of the given label after this epoch's training
+margin          float32  logit of the given label minus the largest other logit (AUM's margin)
+=============== =======  ==========================================================================
+
+Selection columns describe the coreset trained on *in* epoch e; the other columns the eval pass at
+the *end* of epoch e (the pass whose proxies choose epoch e+1's coreset). No scoring here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_path
+from ..errors import BadInputError
+
+if TYPE_CHECKING:  # the ledger is read without torch
+    from ..method.selection import Selection
+
+
+class Ledger:
+    """Append-only in memory, one frame per epoch; ``frame`` joins them for ``write_ledger``. It keeps the
+    running sum of ``prob_given`` that the per-epoch score is made of (``mean_prob_given``)."""
+
+    def __init__(self, sample_ids: list[str]):
+        self.sample_ids = pd.array(sample_ids, dtype="string")
+        self._epochs: list[pd.DataFrame] = []
+        self._prob_given_sum = np.zeros(len(sample_ids))
+
+    def _keep(self, part: pd.DataFrame) -> None:
+        self._epochs.append(part)
+        self._prob_given_sum += part["prob_given"].to_numpy(np.float64)
+
+    def append(self, epoch: int, *, loss: np.ndarray, predicted: np.ndarray, prob_given: np.ndarray,
+               margin: np.ndarray, selection: Selection | None) -> None:
+        n = len(self.sample_ids)
+        if selection is None:
+            selected = pd.array([pd.NA] * n, dtype="boolean")
+            weight = pd.array([pd.NA] * n, dtype="Float64")
+            medoid = pd.array([pd.NA] * n, dtype="string")
+        else:
+            selected = pd.array(selection.selected_mask(n), dtype="boolean")
+            weight = pd.array(selection.weight_per_row(n), dtype="Float64")
+            medoid = self.sample_ids[selection.medoid_of]
+        self._keep(pd.DataFrame({
+            "epoch": np.full(n, epoch, dtype=np.int64),
+            "sample_id": self.sample_ids,
+            "selected": selected,
+            "weight": weight,
+            "medoid": medoid,
+            "loss": np.asarray(loss, dtype=np.float32),
+            "predicted_label": np.asarray(predicted, dtype=np.int64),
+            "prob_given": np.asarray(prob_given, dtype=np.float32),
+            "margin": np.asarray(margin, dtype=np.float32),
+        }))
+
+    def frame(self) -> pd.DataFrame:
+        return pd.concat(self._epochs, ignore_index=True)
+
+    def mean_prob_given(self) -> np.ndarray:
+        """(n,) mean over the recorded epochs of prob_given (``method.scores.score`` makes it the score)."""
+        return self._prob_given_sum / max(len(self._epochs), 1)
+
+    def write_part(self, folder: Path) -> None:
+        """Write the last appended epoch to ``folder/epoch-NNNN.parquet`` (atomically), for a resume."""
+        part = self._epochs[-1]
+        write_ledger(part, folder / f"epoch-{int(part['epoch'].iloc[0]):04d}.parquet")
+
+    def read_parts(self, folder: Path, *, through_epoch: int) -> None:
+        """Append the parts ``write_part`` wrote for epochs 0..through_epoch (a resumed run's history)."""
+        for epoch in range(through_epoch + 1):
+            path = folder / f"epoch-{epoch:04d}.parquet"
+            if not path.is_file():
+                raise BadInputError(f"cannot resume: the ledger of epoch {epoch} is missing ({path})")
+            part = read_ledger(path)
+            if part["sample_id"].tolist() != self.sample_ids.tolist():
+                raise BadInputError(f"cannot resume: {path} holds other samples than the run")
+            self._keep(part)
+
+
+def write_ledger(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Store a ledger frame as one parquet file, atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def read_ledger(path: str | os.PathLike) -> pd.DataFrame:
+    return pd.read_parquet(path)

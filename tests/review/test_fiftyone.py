@@ -1,0 +1,126 @@
+"""Export into FiftyOne (real mongod): fields, tags, saved views, Brain mistakenness, idempotent re-export."""
+
+import os
+
+import numpy as np
+import pytest
+
+import crust_clean
+from crust_clean.errors import BadInputError
+
+from ..conftest import QUICK
+
+
+@pytest.fixture(scope="module")
+def fo_run(fiftyone, noisy_colours, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fo_runs") / "colours"
+    return crust_clean.fit(noisy_colours, out=out, **{**QUICK, "epochs": 3, "warmup_epochs": 1})
+
+
+def test_export_writes_every_sample_with_fields_tags_and_views(fiftyone, fo_run):
+    from crust_clean.review.fiftyone import export_to_fiftyone
+
+    dataset = export_to_fiftyone(fo_run, name="export-test", top=10)
+    samples, scores, predictions = fo_run.samples, fo_run.scores, fo_run.predictions()
+    assert len(dataset) == len(samples) == 160
+    assert dataset.count_sample_tags() == {"train": 144, "val": 16, "crust:suspect": 10}
+    by_id = {s.crust_sample_id: s for s in dataset}
+    top = scores.head(10)["sample_id"].tolist()
+    assert sorted(s.crust_sample_id for s in dataset.match_tags("crust:suspect")) == sorted(top)
+    first = by_id[top[0]]
+    row = scores.iloc[0]
+    assert first.filepath == row["path"] and first.ground_truth.label == row["given_label"]
+    assert first.crust_score == pytest.approx(row["score"]) and first.crust_split == "train"
+    assert first.crust_selection_rate == pytest.approx(row["selection_rate"])
+    assert first.crust_never_selected == bool(row["never_selected"])
+    prediction = predictions.set_index("sample_id").loc[top[0]]
+    assert first.crust_prediction.label == prediction["predicted_label"]
+    assert first.crust_prediction.confidence == pytest.approx(prediction["confidence"])
+    assert np.allclose(first.crust_prediction.logits, prediction["logits"])
+    assert first.crust_suggested_label == (None if prediction["predicted_label"] == row["given_label"]
+                                           else prediction["predicted_label"])
+    assert first.mistakenness is not None  # FiftyOne Brain, beside crust_score
+    val = dataset.match_tags("val").first()
+    assert val.crust_score is None and val.crust_prediction is not None
+    assert set(dataset.list_saved_views()) == {"crust suspects", "never selected", "disagreements"}
+    suspects = dataset.load_saved_view("crust suspects")
+    assert suspects.values("crust_sample_id") == top  # sorted by score
+    disagreements = dataset.load_saved_view("disagreements")
+    assert all(s.crust_prediction.label != s.ground_truth.label for s in disagreements)
+    assert len(dataset.load_saved_view("never selected")) == int(scores["never_selected"].sum())
+    assert dataset.info["crust_run"] == str(fo_run.path.resolve()) and dataset.persistent
+    assert dataset.info["crust_config"]["train"]["epochs"] == 3
+
+
+def test_reexport_updates_in_place_and_keeps_reviewer_work(fiftyone, fo_run):
+    from crust_clean.review.fiftyone import export_to_fiftyone
+
+    dataset = export_to_fiftyone(fo_run, name="reexport-test", top=5)
+    sample = dataset.first()
+    sample.tags.append("looked-at")
+    sample["crust_decision"] = "drop"
+    sample.save()
+    again = export_to_fiftyone(fo_run, name="reexport-test", threshold=0.99)
+    assert len(again) == 160 and again.count_sample_tags()["looked-at"] == 1
+    assert again.first().crust_decision == "drop"
+    expected = int((fo_run.scores["score"] > 0.99).sum())
+    assert len(again.match_tags("crust:suspect")) == expected
+
+
+def test_a_dataset_of_another_run_or_not_ours_needs_overwrite(fiftyone, fo_run, noisy_colours, tmp_path):
+    from crust_clean.review.fiftyone import export_to_fiftyone
+
+    fo = fiftyone
+    export_to_fiftyone(fo_run, name="taken-test")
+    other = crust_clean.fit(noisy_colours, out=tmp_path / "other", **{**QUICK, "epochs": 1, "warmup_epochs": 1})
+    with pytest.raises(BadInputError, match="holds run .*--overwrite"):
+        export_to_fiftyone(other, name="taken-test")
+    replaced = export_to_fiftyone(other, name="taken-test", overwrite=True)
+    assert replaced.info["crust_run"] == str(other.path.resolve()) and len(replaced) == 160
+    fo.Dataset("users-own")
+    with pytest.raises(BadInputError, match="crust-clean did not create"):
+        export_to_fiftyone(other, name="users-own")
+    with pytest.raises(BadInputError, match="not both"):
+        export_to_fiftyone(other, name="x", top=3, threshold=0.5)
+
+
+def test_a_run_on_a_fiftyone_source_writes_back_into_that_dataset(fiftyone, noisy_colours, tmp_path):
+    from crust_clean.data.sources import scan_image_folder
+    from crust_clean.review.fiftyone import export_to_fiftyone
+
+    fo = fiftyone
+    folder = scan_image_folder(noisy_colours)
+    source = fo.Dataset("curated-source")
+    source.add_samples([fo.Sample(filepath=str(p), truth=fo.Classification(label=folder.class_names[c]))
+                        for p, c in zip(folder.paths, folder.labels)])
+    run = crust_clean.fit("fo:curated-source", out=tmp_path / "run", **{**QUICK, "epochs": 1, "warmup_epochs": 1})
+    dataset = export_to_fiftyone(run, threshold=0.0)
+    assert dataset.name == "curated-source" and len(dataset) == 160  # the same dataset, no copy
+    assert "ground_truth" not in dataset.get_field_schema()  # its own label field is used
+    assert dataset.info["crust_label_field"] == "truth"
+    assert len(dataset.exists("crust_score")) == len(run.scores)
+    assert len(dataset.match_tags("crust:suspect")) == len(run.scores)  # every score is > 0
+    disagreements = dataset.load_saved_view("disagreements")
+    assert all(s.crust_prediction.label != s.truth.label for s in disagreements)
+
+
+def test_rows_of_a_hf_dataset_are_written_once_to_run_media(fiftyone, noisy_colours, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from crust_clean.data.sources import scan_image_folder
+    from crust_clean.review.fiftyone import export_to_fiftyone
+
+    folder = scan_image_folder(noisy_colours)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=folder.class_names)})
+    table = datasets.Dataset.from_dict(
+        {"image": [{"bytes": p.read_bytes(), "path": None} for p in folder.paths], "label": folder.labels.tolist()},
+        features=features)
+    table.save_to_disk(tmp_path / "hf")
+    run = crust_clean.fit(tmp_path / "hf", out=tmp_path / "run", **{**QUICK, "epochs": 1, "warmup_epochs": 1})
+    dataset = export_to_fiftyone(run, name="from-hf")
+    files = dataset.values("filepath")
+    assert all(os.path.dirname(f) == str(run.path / "media") for f in files)
+    first = dict(zip(dataset.values("crust_sample_id"), files))["7"]
+    assert open(first, "rb").read() == folder.paths[7].read_bytes()  # the encoded bytes, unchanged
+    stamp = {f: os.stat(f).st_mtime_ns for f in files}
+    export_to_fiftyone(run, name="from-hf")
+    assert {f: os.stat(f).st_mtime_ns for f in files} == stamp  # written once

@@ -1,0 +1,124 @@
+"""A run killed with SIGKILL, or stopped with Ctrl-C, resumes and ends exactly like an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import crust_clean
+from crust_clean.cli import cli
+
+from ..conftest import QUICK
+
+EPOCHS = 12
+OPTIONS = {**QUICK, "epochs": EPOCHS, "warmup_epochs": 2}
+FLAGS = ["--img-size", "24", "--epochs", str(EPOCHS), "--warmup-epochs", "2", "--batch-size", "32", "--lr", "0.02",
+         "--hflip", "0", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(noisy_colours, tmp_path_factory):
+    return crust_clean.fit(noisy_colours, out=tmp_path_factory.mktemp("resume") / "whole", **OPTIONS)
+
+
+def _start(noisy_colours, out: Path, *flags: str) -> subprocess.Popen:
+    # SIGINT as a terminal's Ctrl-C finds it: a test runner started in the background (nohup, `cmd &`) passes
+    # SIGINT on ignored, and a Python started that way never raises KeyboardInterrupt
+    return subprocess.Popen([sys.executable, "-m", "crust_clean", "fit", str(noisy_colours), "--out", str(out),
+                             *FLAGS, *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _wait_for_epochs(process: subprocess.Popen, out: Path, finished: int) -> None:
+    """Until the run's metrics list ``finished`` epochs (the checkpoint follows within milliseconds)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if len(json.loads((out / "metrics.json").read_text())["epochs"]) >= finished:
+                time.sleep(0.05)  # into the next epoch: the stop lands mid-epoch
+                return
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.01)
+    pytest.fail(f"the run did not reach epoch {finished} (exit code {process.poll()})")
+
+
+def _assert_same_outputs(resumed, whole) -> None:
+    pd.testing.assert_frame_equal(resumed.ledger(), whole.ledger())
+    pd.testing.assert_frame_equal(resumed.scores, whole.scores)
+    weights = load_file(str(resumed.path / "model.safetensors"))
+    reference = load_file(str(whole.path / "model.safetensors"))
+    assert weights.keys() == reference.keys()
+    assert all(torch.equal(weights[k], reference[k]) for k in weights)
+    assert not (resumed.path / "checkpoint.safetensors").exists() and not (resumed.path / "ledger").exists()
+
+
+def test_a_killed_run_resumes_to_the_same_ledger_scores_and_weights(noisy_colours, tmp_path, uninterrupted):
+    out = tmp_path / "killed"
+    process = _start(noisy_colours, out)
+    _wait_for_epochs(process, out, 4)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "scores.csv").exists(), "the run finished before it was killed: the test proves nothing"
+    assert (out / "checkpoint.safetensors").exists()
+    result = CliRunner().invoke(cli, ["fit", "--resume", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    resumed = crust_clean.Run(out)
+    assert resumed.metrics["summary"]["resumed"] is True and len(resumed.metrics["epochs"]) == EPOCHS
+    _assert_same_outputs(resumed, uninterrupted)
+
+
+def test_ctrl_c_stops_with_a_resume_hint_and_the_run_resumes_identically(noisy_colours, tmp_path, uninterrupted):
+    out = tmp_path / "interrupted"
+    process = _start(noisy_colours, out)
+    _wait_for_epochs(process, out, 3)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1].startswith("Error: interrupted; ") and "Traceback" not in stderr
+    assert f"crust-clean fit --resume {out}" in stderr
+    _assert_same_outputs(crust_clean.resume(out, progress=False), uninterrupted)
+
+
+def test_resume_refuses_what_it_cannot_continue(noisy_colours, tmp_path, uninterrupted):
+    with pytest.raises(crust_clean.BadInputError, match="already finished"):
+        crust_clean.resume(uninterrupted.path)
+    with pytest.raises(crust_clean.BadInputError, match="not a crust-clean run folder"):
+        crust_clean.resume(tmp_path)
+    started = tmp_path / "started"
+    started.mkdir()
+    for name in ("config.yaml", "source.json", "samples.csv"):
+        (started / name).write_bytes((uninterrupted.path / name).read_bytes())
+    with pytest.raises(crust_clean.BadInputError, match="before its first epoch ended"):
+        crust_clean.resume(started)
+    (started / "checkpoint.safetensors").write_bytes(b"half a checkpoint")
+    with pytest.raises(crust_clean.BadInputError, match="cannot read checkpoint"):
+        crust_clean.resume(started, progress=False)
+    result = CliRunner().invoke(cli, ["fit", str(noisy_colours), "--resume", str(started)])
+    assert result.exit_code == 2 and "give no SOURCE" in result.output
+    result = CliRunner().invoke(cli, ["fit", str(noisy_colours), "--out", str(uninterrupted.path), "--quiet"])
+    assert result.exit_code == 2 and "already exists" in result.output and "--resume" in result.output
+
+
+def test_a_run_with_loader_workers_resumes_identically(noisy_colours, tmp_path):
+    """With workers the loaders persist across epochs; a resumed run starts new ones, which must augment
+    the remaining epochs as the persistent ones would have (data.PairImages reseeds per epoch)."""
+    epochs = 6
+    whole = crust_clean.fit(noisy_colours, out=tmp_path / "whole", **{**OPTIONS, "epochs": epochs, "workers": 2})
+    out = tmp_path / "killed"
+    process = _start(noisy_colours, out, "--epochs", str(epochs), "--workers", "2")
+    _wait_for_epochs(process, out, 3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "scores.csv").exists(), "the run finished before it was killed: the test proves nothing"
+    _assert_same_outputs(crust_clean.resume(out, progress=False), whole)
