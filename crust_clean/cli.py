@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import sys
 import typing
-from typing import Collection
+from collections.abc import Collection
 
 import click
 

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo", help="folder for the data and the run (default: demo)")
-    parser.add_argument("--config", default=None, help="config for the fit: a shipped name or a YAML file (make demo: cpu-quick)")
+    parser.add_argument("--config", default=None,
+                        help="config for the fit: a shipped name or a YAML file (make demo: cpu-quick)")
     parser.add_argument("--noise", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--selector", choices=SELECTORS, help="override the config's selector")

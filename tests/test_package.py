@@ -107,3 +107,13 @@ print(json.dumps(sorted(m for m in sys.modules if m == "torch" or m.startswith((
     assert not [m for m in loaded if m == "torch" or m.startswith(("timm", "crust_clean.train", "crust_clean.run.fit",
                                                                    "crust_clean.run.recorder"))], loaded
     assert (tmp_path / "cleaned" / "manifest.csv").is_file() and (run.path / "report" / "index.html").is_file()
+
+
+def test_the_public_api_resolves_lazily():
+    code = ("import sys, crust_clean; assert 'torch' not in sys.modules; "
+            "print([getattr(crust_clean, name).__module__ for name in crust_clean.__all__ if name != '__version__'])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    modules = result.stdout.strip()
+    for name in ("crust_clean.run.fit", "crust_clean.run.folder", "crust_clean.review.fiftyone",
+                 "crust_clean.review.manifest", "crust_clean.review.report", "crust_clean.data.inspect"):
+        assert f"'{name}'" in modules, modules

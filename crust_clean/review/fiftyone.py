@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BadInputError
-from ..method.scores import SuspectRule
 from ..run.folder import MODEL, Run
 from .decisions import DECIDED_AT_FIELD, DECISION_FIELD, FIELDS, NEW_LABEL_FIELD, check_decision, check_decisions
 
@@ -57,7 +56,7 @@ def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persis
     name = name or default_dataset_name(run)
     source = run.source
     into_source = source["kind"] == "fiftyone" and name == source["dataset"]
-    table = run.review_table(SuspectRule(top, threshold))
+    table = run.review_table(top=top, threshold=threshold)
     dataset, created = _target_dataset(run, name, into_source=into_source, overwrite=overwrite)
     if created:
         files = run.image_files(progress=progress)

@@ -23,7 +23,6 @@ import pandas as pd
 from ..atomic import staged_folder
 from ..config import MANIFEST_FORMATS, MANIFEST_POLICIES
 from ..errors import BadInputError
-from ..method.scores import SuspectRule
 from ..run.folder import Run
 from .decisions import DECISIONS, LIST_COLUMNS, decide_auto, decide_reviewed
 
@@ -70,7 +69,7 @@ def export_manifest(run: Run | str | Path, out: str | Path, *, policy: str = "re
     run, out = Run.of(run), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise BadInputError(f"{out} already exists and is not empty (use --overwrite)")
-    table = run.review_table(SuspectRule(top, threshold))
+    table = run.review_table(top=top, threshold=threshold)
     if policy == "reviewed":
         from .fiftyone import read_decisions
 

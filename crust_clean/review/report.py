@@ -123,7 +123,7 @@ def write_report(run: Run | str | Path, *, top: int | None = None, threshold: fl
     rule = SuspectRule(top, threshold)
     metrics = run.metrics
     summary, epochs = metrics.get("summary", {}), metrics["epochs"]
-    review = run.review_table(rule)
+    review = run.review_table(top=top, threshold=threshold)
     table = review[review["split"] == "train"].sort_values("score", ascending=False, kind="stable")
     has_truth = "detection" in summary
     target = run.path / REPORT
@@ -290,7 +290,8 @@ def _environment(run: Run, summary: dict, epochs: list[dict]) -> dict:
         "device": summary.get("device_name") or summary.get("device"), "wall time": f"{summary.get('wall_seconds')} s",
         "epochs": len(epochs), "coreset selection": f"{selection:.1f} s of {total:.1f} s of epochs "
                                                     f"({selection / total:.1%})" if total else "n/a",
-        "model": f"{info['architecture']} at {info['img_size']} px, epoch {info.get('epoch')} ({info.get('chosen_by')})",
+        "model": f"{info['architecture']} at {info['img_size']} px, epoch {info.get('epoch')} "
+                 f"({info.get('chosen_by')})",
         "source": run.source.get("source"), "resumed": summary.get("resumed"),
         **{name: summary.get(name, "not recorded") for name in ("python", "torch", "timm", "datasets")},
         "crust-clean": summary.get("crust_clean", f"not recorded (now {__version__})"),

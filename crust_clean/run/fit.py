@@ -11,13 +11,17 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from ..config import RunConfig, resolve_config
 from ..data.sources import Samples, load_source, read_true_labels, source_spec, stratified_split
+from ..train.distributed import Ranks, barrier, broadcast, from_environment
 from .folder import Run, RunFolder, default_run_dir
+
+if TYPE_CHECKING:
+    from ..train.trainer import TrainContext
 
 
 def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
@@ -53,8 +57,6 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     >>> run = crust_clean.fit("images/", out="runs/first", epochs=20)      # doctest: +SKIP
     >>> run.scores.head(10)[["sample_id", "given_label", "predicted_label", "score"]]  # doctest: +SKIP
     """
-    from ..train.distributed import barrier, broadcast, from_environment
-
     cfg = resolve_config(config, **options)
     ranks = from_environment(cfg.train.device)  # several processes under torchrun, else one
     samples = load_source(source, **cfg.data.source_options())
@@ -78,8 +80,6 @@ def resume(run: str | os.PathLike, *, progress: bool = True) -> Run:
     Raises BadInputError when ``run`` is not a run folder, has already finished, has no finished epoch yet
     (start it again with ``overwrite=True``), or its source no longer holds the same samples.
     """
-    from ..train.distributed import from_environment
-
     folder = RunFolder(run)
     folder.check_resumable()
     cfg = folder.read_config()
@@ -89,7 +89,7 @@ def resume(run: str | os.PathLike, *, progress: bool = True) -> Run:
     return _fit(source, samples, folder, cfg, ranks, progress=progress, resume=True)
 
 
-def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks, *, progress: bool,
+def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks: Ranks, *, progress: bool,
          resume: bool) -> Run:
     """Decode, split, train (from the checkpoint when resuming) and write every output of a run.
     With several ranks all of them train and rank 0 alone writes (``crust_clean.train.distributed``)."""
@@ -98,7 +98,6 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
     from ..data.images import resolve_cache
     from ..data.torch_datasets import ImageDataset, TrainingData
     from ..train import models
-    from ..train.distributed import barrier
     from ..train.trainer import EvalBatches, Optimisation, TrainContext, eval_pass, train
     from .recorder import Recorder
 
@@ -147,7 +146,7 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
     return Run(folder.path)
 
 
-def _decoded(samples: Samples, truth: np.ndarray | None, cache: str, file: Path, ctx):
+def _decoded(samples: Samples, truth: np.ndarray | None, cache: str, file: Path, ctx: TrainContext):
     """(samples, the image store training reads, truth) less the images that fail to decode in full: the
     pass that fills the cache (or checks every file) finds what the header check could not, e.g. a truncated
     JPEG; they join the skipped samples."""

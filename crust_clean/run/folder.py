@@ -264,10 +264,12 @@ class Run:
 
         return read_ledger(self.path / LEDGER)
 
-    def review_table(self, rule: SuspectRule = SuspectRule()) -> pd.DataFrame:
+    def review_table(self, *, top: int | None = None, threshold: float | None = None) -> pd.DataFrame:
         """Every sample (samples.csv order) with its scores (train samples), the saved model's prediction
-        (``predicted_label`` = the robust model's, ``confidence``, ``logits``) and ``suspect`` by ``rule`` (by
-        default the run's own, what scores.csv's ``suspect`` column holds). What exporters and reports work from."""
+        (``predicted_label`` = the robust model's, ``confidence``, ``logits``) and ``suspect``: the ``top``
+        highest scores, score > ``threshold``, or by default the run's own rule, what scores.csv's ``suspect``
+        column holds (``method.scores.SuspectRule``). What exporters and reports work from."""
+        rule = SuspectRule(top, threshold)
         table = self.samples.merge(self.predictions(), on="sample_id", how="left", validate="one_to_one")
         scores = self.scores.drop(columns=["path", "given_label", "predicted_label", "suspect"])
         table = table.merge(scores, on="sample_id", how="left", validate="one_to_one")

@@ -11,7 +11,7 @@ import platform
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from ..method.metrics import detection_metrics
 from ..method.scores import SUSPECT_RULE, flag_suspects, margins, score
 from .folder import RunFolder
 from .ledger import Ledger
+
+if TYPE_CHECKING:
+    from ..train.trainer import EpochResult, Optimisation, PassOutputs
 
 
 @dataclass
@@ -44,7 +47,7 @@ class Recorder:
         self.epochs: list[dict] = []
         self.best = Best()
 
-    def resume(self, model, optimisation) -> int:
+    def resume(self, model, optimisation: Optimisation) -> int:
         """Load the checkpoint into the model, optimiser and RNGs and read back the books of its epochs;
         returns the epoch to train next."""
         from ..train.checkpoint import load_checkpoint
@@ -67,8 +70,8 @@ class Recorder:
                 "trained again)" if self.folder.checkpoint.exists() else
                 "interrupted before the first epoch ended (nothing to resume)") from None
 
-    def record(self, result, model, optimisation) -> None:
-        """The books of a finished epoch (a ``train.trainer.EpochResult``), then the checkpoint."""
+    def record(self, result: EpochResult, model, optimisation: Optimisation) -> None:
+        """The books of a finished epoch, then the checkpoint."""
         from ..train.checkpoint import save_checkpoint
 
         o = result.outputs
@@ -94,17 +97,18 @@ class Recorder:
             return self.best
         return Best(-1.0, last_epoch, {k: v.detach().cpu() for k, v in model.state_dict().items()})
 
-    def finish(self, samples: Samples, train_idx: np.ndarray, robust, *, saved: Best, model_info: dict,
-               run_facts: dict) -> None:
-        """Every output of a finished run: the saved model, its pass over all samples (``robust``, a
-        ``train.trainer.PassOutputs``), the ledger and scores of the training rows and the metrics with the
-        summary (``run_facts`` go into it as they are); then the resume state goes."""
+    def finish(self, samples: Samples, train_idx: np.ndarray, robust: PassOutputs, *, saved: Best,
+               model_info: dict, run_facts: dict) -> None:
+        """Every output of a finished run: the saved model, its pass over all samples (``robust``), the ledger
+        and scores of the training rows and the metrics with the summary (``run_facts`` go into it as they
+        are); then the resume state goes."""
         folder = self.folder
         folder.write_model(saved.state, model_info)
         folder.write_predictions(samples, robust.logits, robust.predicted)
         ledger = self.ledger.frame()
         folder.write_ledger(ledger)
-        scores = folder.write_scores(ledger, samples, train_idx, robust.predicted[train_idx] != samples.labels[train_idx])
+        disagrees = robust.predicted[train_idx] != samples.labels[train_idx]
+        scores = folder.write_scores(ledger, samples, train_idx, disagrees)
         summary = {
             "n_train": len(train_idx), "n_skipped": len(samples.skipped), "empty_classes": samples.empty_classes,
             "num_classes": samples.num_classes, "best_epoch": saved.epoch,
@@ -121,7 +125,7 @@ class Recorder:
         folder.finish()
 
 
-def epoch_metrics(result, given: np.ndarray, score: np.ndarray, is_noisy: np.ndarray | None) -> dict:
+def epoch_metrics(result: EpochResult, given: np.ndarray, score: np.ndarray, is_noisy: np.ndarray | None) -> dict:
     """One epoch's row of metrics.json: losses, accuracies, coreset size, seconds; with true labels also the
     coreset's composition and the detection figures of the score as it stands after this epoch."""
     selection = result.selection
