@@ -145,8 +145,10 @@ def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_re
         raise BadInputError("give a SOURCE to train on, or --resume RUN")
     if dry_run:
         from .config import dump_yaml
+        from .train.models import prepare
 
         resolved = resolve_config(config_file, **options)
+        prepare(resolved.model)
         click.echo(dump_yaml(resolved), nl=False)
         _print_description(describe(source, resolved))
         return

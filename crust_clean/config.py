@@ -27,6 +27,8 @@ PROXIES = ("last-layer", "logits")
 GREEDY = ("lazy", "stochastic", "naive")
 CACHES = ("auto", "none", "memory", "disk")
 KEY_MAPS = ("none", "order")
+#: The input size of a model that starts from random initialisation (``model.img_size`` unset).
+FROM_SCRATCH_IMG_SIZE = 64
 #: ``export manifest`` choices (here so the CLI can offer them without importing pandas)
 MANIFEST_POLICIES = ("reviewed", "auto")
 MANIFEST_FORMATS = ("csv", "jsonl", "imagefolder", "hf")
@@ -65,11 +67,15 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = option("resnet10t", "timm model name")
-    pretrained_weights: str | None = option(None, "local weights file for the backbone (nothing is downloaded)")
+    name: str = option("resnet10t", "timm model name, with a pretrained tag if wanted (convnext_tiny.fb_in22k)")
+    pretrained: bool = option(False, "start from timm's pretrained weights of the model (and tag), read from the "
+                              "Hugging Face cache, downloaded when the hub can be reached")
+    pretrained_weights: str | None = option(None, "local weights file for the backbone (wins over --pretrained; "
+                                            "nothing is downloaded)")
     pretrained_key_map: str = option("none", "how the weights' keys map to timm's: none (same names) or order "
                                      "(same tensors in the same order, checked by shape)", KEY_MAPS)
-    img_size: int = option(64, "square input size in pixels")
+    img_size: int | None = option(None, "square input size in pixels (default: the model's pretrained input size "
+                                  "when it starts from pretrained weights, else 64)")
     mean: list[float] = option([], "input normalisation mean per channel (3 values; default: the timm model's)")
     std: list[float] = option([], "input normalisation std per channel (3 values; default: the timm model's)")
 
@@ -135,7 +141,7 @@ class RunConfig:
         _check("crust.max_weight", c.max_weight >= 1, "must be >= 1")
         _check("crust.partition_size", c.partition_size >= 1, "must be >= 1")
         _check("data.val_fraction", 0 <= self.data.val_fraction < 1, "must be in [0, 1)")
-        _check("model.img_size", self.model.img_size >= 8, "must be >= 8")
+        _check("model.img_size", self.model.img_size is None or self.model.img_size >= 8, "must be >= 8")
         _check("model.mean", len(self.model.mean) in (0, 3), "needs 3 values (one per channel) or none")
         _check("model.std", len(self.model.std) in (0, 3) and all(v > 0 for v in self.model.std),
                "needs 3 positive values (one per channel) or none")

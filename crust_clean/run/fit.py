@@ -57,7 +57,10 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     >>> run = crust_clean.fit("images/", out="runs/first", epochs=20)      # doctest: +SKIP
     >>> run.scores.head(10)[["sample_id", "given_label", "predicted_label", "score"]]  # doctest: +SKIP
     """
+    from ..train.models import prepare
+
     cfg = resolve_config(config, **options)
+    prepare(cfg.model)  # before any work: the model exists, its pretrained weights are at hand
     ranks = from_environment(cfg.train.device)  # several processes under torchrun, else one
     samples = load_source(source, **cfg.data.source_options())
     folder = RunFolder(broadcast(Path(out) if out is not None else default_run_dir(cfg.model.name, samples.name),

@@ -1,10 +1,13 @@
-"""timm backbones: creation (with local weights only), transforms, the classifier weight, and a run's saved
-model rebuilt from its files (``model.json`` + ``model.safetensors``).
+"""timm backbones: creation (from timm's pretrained weights, a local weights file, or random initialisation),
+transforms, the classifier weight, and a run's saved model rebuilt from its files (``model.json`` +
+``model.safetensors``).
 
-Nothing is downloaded: ``pretrained_weights`` is a local file (safetensors, or a torch checkpoint read
-with ``weights_only=True``: no pickle code runs); without it the model starts from random
-initialisation. Checkpoints from another implementation of the same architecture load with
-``pretrained_key_map="order"``.
+``pretrained``: timm's weights for the model name and tag (``convnext_tiny.fb_in22k``), the file timm reads
+from the Hugging Face hub (``hf_hub_download``: the HF cache, downloaded when the hub can be reached;
+``HF_HUB_OFFLINE=1`` reads the cache only). ``pretrained_weights``: a local file instead (safetensors, or a torch
+checkpoint read with ``weights_only=True``: no pickle code runs); checkpoints from another implementation of the
+same architecture load with ``pretrained_key_map="order"``. Without either the model starts from random
+initialisation.
 """
 
 from __future__ import annotations
@@ -14,28 +17,116 @@ from pathlib import Path
 import timm
 import torch
 from timm.data import create_transform, resolve_data_config
+from timm.models import get_pretrained_cfg
 
-from ..config import ModelConfig, TrainConfig
+from ..config import FROM_SCRATCH_IMG_SIZE, ModelConfig, TrainConfig
 from ..errors import BadInputError
 
 
-def create_model(cfg: ModelConfig, num_classes: int) -> torch.nn.Module:
-    """A timm model with ``num_classes`` outputs; its body from ``cfg.pretrained_weights`` when given.
+def prepare(cfg: ModelConfig) -> None:
+    """Check ``cfg`` before any work, and fill in what defaults to the model: an unknown model, or pretrained
+    weights that cannot be had, raise BadInputError; ``img_size`` gets its value (``input_size``) so the saved
+    configuration records it."""
+    if not timm.is_model(cfg.name):
+        raise BadInputError(f"unknown timm model {cfg.name!r} (see timm.list_models())")
+    fetch_pretrained(cfg)
+    cfg.img_size = input_size(cfg)
 
-    The checkpoint's classifier is kept only when its shape fits (same class count), as timm does;
-    otherwise the new classifier starts at zero. timm's own initialisation of a 10-class head on
-    EfficientNet-Lite0's 1,280 features gives logits of a few units, a first loss of ~4 (ln 10 = 2.3) and
-    gradients that wreck the pretrained body: 0.21 vs 0.34 test accuracy after 2 epochs on CIFAR-10N at 64 px.
+
+def create_model(cfg: ModelConfig, num_classes: int) -> torch.nn.Module:
+    """A timm model with ``num_classes`` outputs; its body from timm's pretrained weights (``cfg.pretrained``) or
+    from ``cfg.pretrained_weights`` (which wins) when given.
+
+    The pretrained classifier is kept only when its shape fits (same class count), as timm does; otherwise the
+    new classifier starts at zero. timm's own initialisation of a 10-class head on EfficientNet-Lite0's 1,280
+    features gives logits of a few units, a first loss of ~4 (ln 10 = 2.3) and gradients that wreck the
+    pretrained body: 0.21 vs 0.34 test accuracy after 2 epochs on CIFAR-10N at 64 px.
     """
     if not timm.is_model(cfg.name):
         raise BadInputError(f"unknown timm model {cfg.name!r} (see timm.list_models())")
-    model = timm.create_model(cfg.name, pretrained=False, num_classes=num_classes)
-    if cfg.pretrained_weights is not None:
-        if not load_pretrained(model, Path(cfg.pretrained_weights), cfg.pretrained_key_map):
-            head = model.get_classifier()
-            for tensor in (head.weight, head.bias):
-                torch.nn.init.zeros_(tensor)
+    hub_file = fetch_pretrained(cfg)
+    if hub_file is not None:  # timm loads the file it would have read from the hub itself
+        model = timm.create_model(cfg.name, pretrained=True, num_classes=num_classes,
+                                  pretrained_cfg_overlay=dict(file=str(hub_file)))
+        head_loaded = get_pretrained_cfg(cfg.name).num_classes == num_classes
+    else:
+        model = timm.create_model(cfg.name, pretrained=False, num_classes=num_classes)
+        head_loaded = cfg.pretrained_weights is None or load_pretrained(model, Path(cfg.pretrained_weights),
+                                                                         cfg.pretrained_key_map)
+    if not head_loaded:
+        head = model.get_classifier()
+        for tensor in (head.weight, head.bias):
+            torch.nn.init.zeros_(tensor)
     return model
+
+
+def fetch_pretrained(cfg: ModelConfig) -> Path | None:
+    """The local file of timm's pretrained weights for ``cfg.name`` (None unless ``cfg.pretrained`` without a
+    ``pretrained_weights`` file): the file timm itself reads (the tag's ``hf_hub_filename``, else
+    model.safetensors, else pytorch_model.bin), from the Hugging Face cache as it is there, else downloaded.
+
+    Raises BadInputError, naming the model and the ways out, when the weights cannot be had: not cached and the
+    hub unreachable (``HF_HUB_OFFLINE=1``, or its host does not resolve: answered at once instead of after
+    huggingface_hub's minute of retries), or timm lists no hub weights for the model.
+    """
+    if not cfg.pretrained or cfg.pretrained_weights is not None:
+        return None
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    source = get_pretrained_cfg(cfg.name) if timm.is_model(cfg.name) else None
+    if source is None or not source.hf_hub_id:
+        raise BadInputError(f"timm lists no pretrained weights on the Hugging Face hub for {cfg.name!r}: use "
+                            "--pretrained-weights FILE or --no-pretrained")
+    repo, _, revision = source.hf_hub_id.partition("@")
+    names = [source.hf_hub_filename] if source.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
+    for filename in names:
+        cached = try_to_load_from_cache(repo, filename, revision=revision or None)
+        if isinstance(cached, str):
+            return Path(cached)
+    offline = "HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else None if _hub_resolves() else "no network"
+    for filename in names if offline is None else []:
+        try:
+            return Path(hf_hub_download(repo, filename, revision=revision or None))
+        except LocalEntryNotFoundError:  # the hub could not be asked after all
+            offline = "no network"
+        except EntryNotFoundError:  # the hub has no such file: timm tries the next one too
+            pass
+        except (HfHubHTTPError, OSError) as err:
+            raise BadInputError(f"cannot get the pretrained weights of {cfg.name} from the Hugging Face hub "
+                                f"({repo}): {str(err).splitlines()[0]}; use --pretrained-weights FILE or "
+                                "--no-pretrained") from None
+    raise BadInputError(
+        f"the pretrained weights of {cfg.name} ({repo}) are not in the Hugging Face cache {constants.HF_HUB_CACHE} "
+        f"and the hub cannot be reached ({offline}): fetch them where there is a network (same cache), or use "
+        "--pretrained-weights FILE or --no-pretrained" if offline else
+        f"the Hugging Face hub repo {repo} holds no weights file timm reads: use --pretrained-weights FILE")
+
+
+def _hub_resolves() -> bool:
+    """Whether the hub's host name resolves (always yes behind a proxy: the download itself finds out)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    try:
+        socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname, 443)
+        return True
+    except OSError:
+        return False
+
+
+def input_size(cfg: ModelConfig) -> int:
+    """``cfg.img_size``; by default the pretrained tag's input size when the model starts from pretrained weights
+    (timm's or a local file), else ``FROM_SCRATCH_IMG_SIZE``."""
+    if cfg.img_size:
+        return cfg.img_size
+    source = get_pretrained_cfg(cfg.name) if (cfg.pretrained or cfg.pretrained_weights) else None
+    return source.input_size[-1] if source is not None and source.input_size else FROM_SCRATCH_IMG_SIZE
 
 
 def load_pretrained(model: torch.nn.Module, path: Path, key_map: str = "none") -> bool:
@@ -99,9 +190,11 @@ def _map_by_order(checkpoint: dict, target: dict, is_head: list[bool], path: Pat
 
 
 def data_config(model: torch.nn.Module, cfg: ModelConfig) -> dict:
-    """timm data config at ``cfg.img_size``, no centre crop; mean/std/interpolation from the model unless
-    ``cfg.mean`` / ``cfg.std`` are set (weights ported from another implementation may expect other inputs)."""
-    overrides = {"input_size": (3, cfg.img_size, cfg.img_size), "crop_pct": 1.0}
+    """timm data config at ``input_size(cfg)``, no centre crop (the whole image is seen: a crop can cut away what
+    makes a label right or wrong); mean/std/interpolation from the model's pretrained config unless ``cfg.mean``
+    / ``cfg.std`` are set (weights ported from another implementation may expect other inputs)."""
+    size = input_size(cfg)
+    overrides = {"input_size": (3, size, size), "crop_pct": 1.0}
     overrides.update({key: tuple(getattr(cfg, key)) for key in ("mean", "std") if getattr(cfg, key)})
     return resolve_data_config(overrides, model=model)
 
@@ -126,7 +219,7 @@ def saved_model_info(cfg: ModelConfig, data_cfg: dict, class_names: list[str], *
     """What ``model.json`` records: everything timm needs to rebuild the model and feed it."""
     return {
         "architecture": cfg.name, "num_classes": len(class_names), "class_names": class_names,
-        "img_size": cfg.img_size, "mean": list(data_cfg["mean"]), "std": list(data_cfg["std"]),
+        "img_size": data_cfg["input_size"][-1], "mean": list(data_cfg["mean"]), "std": list(data_cfg["std"]),
         "interpolation": data_cfg["interpolation"], "epoch": epoch, "chosen_by": chosen_by,
     }
 
