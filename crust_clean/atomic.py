@@ -13,13 +13,16 @@ from typing import Iterator
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``target``, on error it is removed."""
+    """Yield a temporary path to write; on success it replaces ``target``, on error it is removed. The file gets
+    the permissions of any new file (``0o666`` less the umask), not the owner-only ones of ``tempfile.mkstemp``:
+    outputs are meant for the team that reads them."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -117,3 +117,23 @@ def test_the_public_api_resolves_lazily():
     for name in ("crust_clean.run.fit", "crust_clean.run.folder", "crust_clean.review.fiftyone",
                  "crust_clean.review.manifest", "crust_clean.review.report", "crust_clean.data.inspect"):
         assert f"'{name}'" in modules, modules
+
+
+def test_outputs_are_readable_by_the_team_not_owner_only(tmp_path):
+    """Files and folders written atomically get the usual permissions (umask 022: rw-r--r--, rwxr-xr-x), not the
+    owner-only ones of mkstemp / mkdtemp, so teammates on a shared disk can read runs and cleaned datasets."""
+    import os
+    import stat
+
+    from crust_clean.atomic import staged_folder, write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "file.txt", "x")
+        with staged_folder(tmp_path / "folder") as build:
+            (build / "inside.txt").write_text("y")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "file.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
+    assert (tmp_path / "folder" / "inside.txt").read_text() == "y" and not list(tmp_path.glob(".*"))
