@@ -27,6 +27,8 @@ PROXIES = ("last-layer", "logits")
 GREEDY = ("lazy", "stochastic", "naive")
 CACHES = ("auto", "none", "memory", "disk")
 KEY_MAPS = ("none", "order")
+TRAINED_PARTS = ("all", "head")
+HEADS = ("linear", "mlp")
 #: The input size of a model that starts from random initialisation (``model.img_size`` unset).
 FROM_SCRATCH_IMG_SIZE = 64
 #: ``export manifest`` choices (here so the CLI can offer them without importing pandas)
@@ -51,6 +53,10 @@ class DataConfig:
     cache: str = option("auto", "decode images once into uint8 pixels at the model's size, held in memory or in a "
                         "file in the run folder; auto = memory when that is lossless (no image larger than "
                         "img_size) and under 2 GiB", CACHES)
+    feature_views: int = option(0, "--train head: augmented views per sample computed in the feature pass (with "
+                                "the train augmentation); each epoch the head sees one of them; 0 = the eval view only")
+    feature_cache: str | None = option(None, "--train head: folder of cached features, keyed by model, weights, "
+                                       "transform and source (default: ~/.cache/crust-clean/features)")
     split: str | None = option(None, "split of a Hugging Face dataset (default: train, or the only split)")
     image_column: str | None = option(None, "image column of a HF dataset (default: its Image feature) or a "
                                       "manifest's path column")
@@ -76,6 +82,11 @@ class ModelConfig:
                                      "(same tensors in the same order, checked by shape)", KEY_MAPS)
     img_size: int | None = option(None, "square input size in pixels (default: the model's pretrained input size "
                                   "when it starts from pretrained weights, else 64)")
+    train: str = option("all", "what trains: all (fine-tune the whole network) or head (a frozen pretrained "
+                        "backbone's features, computed once and cached, and CRUST on a head over them)",
+                        TRAINED_PARTS)
+    head: str = option("linear", "the head of --train head: linear, or mlp (one hidden layer, GELU)", HEADS)
+    head_hidden: int = option(1024, "width of the mlp head's hidden layer")
     mean: list[float] = option([], "input normalisation mean per channel (3 values; default: the timm model's)")
     std: list[float] = option([], "input normalisation std per channel (3 values; default: the timm model's)")
 
@@ -133,6 +144,12 @@ class RunConfig:
         _one_of("crust.greedy", c.greedy, GREEDY)
         _one_of("data.cache", self.data.cache, CACHES)
         _one_of("model.pretrained_key_map", self.model.pretrained_key_map, KEY_MAPS)
+        _one_of("model.train", self.model.train, TRAINED_PARTS)
+        _one_of("model.head", self.model.head, HEADS)
+        _check("model.head_hidden", self.model.head_hidden >= 1, "must be >= 1")
+        _check("data.feature_views", self.data.feature_views >= 0, "must be >= 0")
+        _check("model.train", self.model.train == "all" or self.model.pretrained or self.model.pretrained_weights,
+               "head needs a pretrained backbone: add --pretrained or --pretrained-weights FILE")
         _check("crust.coreset_fraction", 0 < c.coreset_fraction <= 1, "must be in (0, 1]")
         _check("crust.warmup_epochs", c.warmup_epochs >= 0, "must be >= 0")
         _check("crust.mixup_alpha", c.mixup_alpha >= 0, "must be >= 0")

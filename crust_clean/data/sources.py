@@ -96,6 +96,23 @@ class Samples:
                                 f"{'no' if len(present) == 0 else 'only one'} class has images left")
         return kept
 
+    def fingerprint(self) -> str:
+        """A digest of which images these samples are, in order: for files their path, size and modification
+        time; for rows of a Hugging Face dataset the dataset's fingerprint and the rows. What caches of data
+        derived from the images (features) are keyed by; a changed file changes it."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        if isinstance(self.images, DatasetImages):
+            digest.update(f"{self.images.dataset._fingerprint}\0{self.images.column}\0".encode())
+            digest.update(self.images.rows.tobytes())
+        else:
+            for path in self.images.paths:
+                stat = path.stat()
+                digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update("\n".join(self.sample_ids).encode())
+        return digest.hexdigest()
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=self.num_classes)
         return dict(zip(self.class_names, counts.tolist()))

@@ -11,17 +11,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
-
-import numpy as np
+from typing import Any, Mapping
 
 from ..config import RunConfig, resolve_config
 from ..data.sources import Samples, load_source, read_true_labels, source_spec, stratified_split
+from ..errors import BadInputError
 from ..train.distributed import Ranks, barrier, broadcast, from_environment
 from .folder import Run, RunFolder, default_run_dir
-
-if TYPE_CHECKING:
-    from ..train.trainer import TrainContext
 
 
 def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
@@ -62,6 +58,8 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     cfg = resolve_config(config, **options)
     prepare(cfg.model)  # before any work: the model exists, its pretrained weights are at hand
     ranks = from_environment(cfg.train.device)  # several processes under torchrun, else one
+    if ranks.active and cfg.model.train == "head":
+        raise BadInputError("--train head trains a head on cached features in one process: drop --nproc / torchrun")
     samples = load_source(source, **cfg.data.source_options())
     folder = RunFolder(broadcast(Path(out) if out is not None else default_run_dir(cfg.model.name, samples.name),
                                  ranks))
@@ -94,35 +92,28 @@ def resume(run: str | os.PathLike, *, progress: bool = True) -> Run:
 
 def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks: Ranks, *, progress: bool,
          resume: bool) -> Run:
-    """Decode, split, train (from the checkpoint when resuming) and write every output of a run.
-    With several ranks all of them train and rank 0 alone writes (``crust_clean.train.distributed``)."""
-    import torch
+    """Read the samples (images, or a frozen backbone's features), split, train (from the checkpoint when
+    resuming) and write every output of a run. With several ranks all of them train and rank 0 alone writes
+    (``crust_clean.train.distributed``)."""
+    from dataclasses import replace
 
-    from ..data.images import resolve_cache
     from ..data.torch_datasets import ImageDataset, TrainingData
-    from ..train import models
+    from ..train import models, trainable
     from ..train.trainer import EvalBatches, Optimisation, TrainContext, eval_pass, train
     from .recorder import Recorder
 
     started = time.perf_counter()
     ctx = TrainContext.create(cfg, ranks=ranks, progress=progress)
     truth = read_true_labels(cfg.data.true_labels, samples) if cfg.data.true_labels else None
-    cache = resolve_cache(cfg.data.cache, samples.sizes, cfg.model.img_size)
-    samples, images, truth = _decoded(samples, truth, cache, folder.cache_file(ranks.rank, cfg.model.img_size), ctx)
-    labels = samples.labels
+    subject = trainable.prepare(samples, truth, cfg, ctx, cache_file=folder.cache_file(ranks.rank, cfg.model.img_size))
+    samples, labels, truth, model = subject.samples, subject.samples.labels, subject.truth, subject.module
     train_idx, val_idx = stratified_split(labels, cfg.data.val_fraction, cfg.train.seed)
     if resume:
         folder.check_same_samples(samples)
     elif ranks.is_main:
         folder.write_start(cfg, source, samples, train_idx, val_idx)
-
-    torch.manual_seed(cfg.train.seed)
-    model = models.create_model(cfg.model, samples.num_classes)
-    if ranks.active and ctx.device.device.type == "cuda":  # BatchNorm over the whole batch, as in one process
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    data_cfg = models.data_config(model, cfg.model)
-    train_tf, eval_tf = models.build_transforms(data_cfg, cfg.train)
-    data = TrainingData.split(images, labels, train_idx, val_idx, train_transform=train_tf, eval_transform=eval_tf)
+    data = TrainingData.split(subject.store, labels, train_idx, val_idx, train_transform=subject.train_transform,
+                              eval_transform=subject.eval_transform)
     optimisation = Optimisation.create(model, ctx)
     recorder = Recorder(folder, [samples.sample_ids[i] for i in train_idx], labels[train_idx],
                         is_noisy=truth[train_idx] != labels[train_idx] if truth is not None else None,
@@ -134,30 +125,17 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
 
     saved = recorder.saved_model(model, last_epoch=cfg.train.epochs - 1)
     model.load_state_dict(saved.state)
-    everything = EvalBatches(ImageDataset(images, labels, eval_tf), ctx)
+    everything = EvalBatches(ImageDataset(subject.store, labels, subject.eval_transform), ctx)
     robust = eval_pass(model, everything, ctx, want_proxies=False, desc="robust model")
     if ranks.is_main:
-        info = models.saved_model_info(cfg.model, data_cfg, samples.class_names, epoch=saved.epoch,
-                                       chosen_by="val_accuracy" if len(val_idx) else "last_epoch")
+        info = models.saved_model_info(cfg.model, subject.data_cfg, samples.class_names, epoch=saved.epoch,
+                                       chosen_by="val_accuracy" if len(val_idx) else "last_epoch", **subject.info)
         facts = {"n_val": len(val_idx), "wall_seconds": round(time.perf_counter() - started, 2), "resumed": resume,
-                 "cache": cache, "device": str(ctx.device.device), "device_name": ctx.device.name,
+                 **subject.facts, "device": str(ctx.device.device), "device_name": ctx.device.name,
                  "processes": ranks.world}
-        recorder.finish(samples, train_idx, robust, saved=saved, model_info=info, run_facts=facts)
+        recorder.finish(samples, train_idx, robust, saved=replace(saved, state=subject.saved_state(saved.state)),
+                        model_info=info, run_facts=facts)
     barrier(ranks)  # the others return the run once rank 0 has written it
-    if cache == "disk" and ranks.is_main:
+    if subject.facts["cache"] == "disk" and ranks.is_main:
         folder.remove_cache()
     return Run(folder.path)
-
-
-def _decoded(samples: Samples, truth: np.ndarray | None, cache: str, file: Path, ctx: TrainContext):
-    """(samples, the image store training reads, truth) less the images that fail to decode in full: the
-    pass that fills the cache (or checks every file) finds what the header check could not, e.g. a truncated
-    JPEG; they join the skipped samples."""
-    from ..data.images import training_store
-
-    images, failed = training_store(samples.images, cache=cache, img_size=ctx.cfg.model.img_size, file=file,
-                                    workers=ctx.workers, progress=ctx.progress)
-    if not failed:
-        return samples, images, truth
-    kept = np.setdiff1d(np.arange(len(samples)), [i for i, _ in failed])
-    return samples.without(failed), images.take(kept), truth[kept] if truth is not None else None

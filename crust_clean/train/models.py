@@ -215,27 +215,65 @@ def build_transforms(data_cfg: dict, train_cfg: TrainConfig):
     return train, evaluate
 
 
-def saved_model_info(cfg: ModelConfig, data_cfg: dict, class_names: list[str], *, epoch: int, chosen_by: str) -> dict:
-    """What ``model.json`` records: everything timm needs to rebuild the model and feed it."""
+def saved_model_info(cfg: ModelConfig, data_cfg: dict, class_names: list[str], *, epoch: int, chosen_by: str,
+                     **extra) -> dict:
+    """What ``model.json`` records: everything timm needs to rebuild the model and feed it (``extra``: what a head
+    on frozen features adds: ``trained``, ``head_hidden``)."""
     return {
         "architecture": cfg.name, "num_classes": len(class_names), "class_names": class_names,
         "img_size": data_cfg["input_size"][-1], "mean": list(data_cfg["mean"]), "std": list(data_cfg["std"]),
-        "interpolation": data_cfg["interpolation"], "epoch": epoch, "chosen_by": chosen_by,
+        "interpolation": data_cfg["interpolation"], "epoch": epoch, "chosen_by": chosen_by, **extra,
     }
 
 
 def load_saved_model(info: dict, weights: Path) -> torch.nn.Module:
     """A run's saved model (``info`` from ``model.json``, ``weights`` its safetensors file) as a timm model in
-    eval mode, loaded the way timm loads local pretrained weights (no pickle)."""
-    model = timm.create_model(info["architecture"], pretrained=True, num_classes=info["num_classes"],
-                              pretrained_cfg_overlay=dict(file=str(weights), num_classes=info["num_classes"]))
+    eval mode, loaded the way timm loads local pretrained weights (no pickle). A model whose head was an MLP
+    (``head_hidden``) gets that MLP as its classifier first: plain timm has no such head."""
+    if not info.get("head_hidden"):
+        model = timm.create_model(info["architecture"], pretrained=True, num_classes=info["num_classes"],
+                                  pretrained_cfg_overlay=dict(file=str(weights), num_classes=info["num_classes"]))
+        return model.eval()
+    from safetensors.torch import load_file
+
+    from .features import Head
+
+    model = timm.create_model(info["architecture"], pretrained=False, num_classes=info["num_classes"])
+    state = load_file(str(weights))
+    prefix = classifier_name(model)
+    parent, _, name = prefix.rpartition(".")
+    mlp = Head(state[f"{prefix}.0.weight"].shape[1], info["num_classes"], hidden=info["head_hidden"]).classifier
+    setattr(model.get_submodule(parent) if parent else model, name, mlp)
+    model.load_state_dict(state)
     return model.eval()
+
+
+def feature_width(model: torch.nn.Module) -> int:
+    """The width of timm's pooled features (the classifier's input; after any pre-logits layer)."""
+    return getattr(model, "head_hidden_size", None) or model.num_features
 
 
 def saved_data_config(info: dict) -> dict:
     """The data config a saved model was trained with (for ``eval_transform``)."""
     return {"input_size": (3, info["img_size"], info["img_size"]), "mean": tuple(info["mean"]),
             "std": tuple(info["std"]), "interpolation": info["interpolation"], "crop_pct": 1.0}
+
+
+def classifier_name(model: torch.nn.Module) -> str:
+    """The module name of the model's classifier (``fc``, ``classifier``, ``head.fc``, ...)."""
+    head = model.get_classifier()
+    return next(name for name, module in model.named_modules() if module is head)
+
+
+def weights_identity(cfg: ModelConfig) -> str:
+    """Which weights the model starts from, as a string that changes when they do (caches key on it): the
+    pretrained file's real path (a Hugging Face blob is named by its hash), size and modification time."""
+    file = fetch_pretrained(cfg) or (Path(cfg.pretrained_weights) if cfg.pretrained_weights else None)
+    if file is None:
+        return "random initialisation"
+    real = file.resolve()
+    stat = real.stat()
+    return f"{real}:{stat.st_size}:{stat.st_mtime_ns}:{cfg.pretrained_key_map}"
 
 
 def classifier_weight(model: torch.nn.Module) -> torch.Tensor:

@@ -54,8 +54,9 @@ class Device:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch on the device: images (N, C, H, W) channels-last on CUDA; features (N, D) as they are."""
         x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" and x.dim() == 4 else x
 
     @property
     def name(self) -> str:
@@ -268,7 +269,8 @@ def train_one_epoch(model, batches: TrainBatches, pairs: EpochPairs, optimisatio
                                                                leave=False, disable=not ctx.progress):
         y_m, y_p = y_m.to(device.device), y_p.to(device.device)
         lam, weight = lam.to(device.device), weight.to(device.device)
-        x = lam[:, None, None, None] * x_m + (1 - lam[:, None, None, None]) * x_p
+        mix = lam.view(-1, *[1] * (x_m.dim() - 1))  # images or features
+        x = mix * x_m + (1 - mix) * x_p
         with device.autocast():
             logits = model(device.images(x)).float()
         per_sample = lam * F.cross_entropy(logits, y_m, reduction="none") + (1 - lam) * F.cross_entropy(

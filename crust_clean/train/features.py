@@ -1,0 +1,236 @@
+"""The frozen-feature fast path (``model.train: head``): a pretrained backbone is frozen, its pooled features are
+computed once per sample and cached on disk, and CRUST trains a head on them.
+
+The feature pass reads every image once (a bad image is found here, as the decoding pass of a full fit finds it),
+applies the eval transform and, with ``data.feature_views`` V > 0, V draws of the train augmentation, and writes
+timm's pooled features (the classifier's input) as float16 into ``(V + 1, N, D)``, batch by batch (memory: one
+batch). The cache entry is keyed by the model, its weights, the data config, the views and the samples
+(``Samples.fingerprint``): a second fit on the same data and backbone reads it instead (``data.feature_cache``).
+
+The head trains like any network here (``train.trainer``): its datasets read feature rows instead of images (the
+eval view, or each epoch one augmented view), mixup mixes features, the last-layer proxy is (p - y) W of the head.
+With a linear head the per-sample gradient of the training loss is exactly (p - y) h (outer product with the
+features h; and p - y for the bias): CRUST's gradient picture holds for the head without the deep-network
+approximation, while selection still runs on the proxy (p - y) W, its image on the features' side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..atomic import staged_folder
+from ..config import RunConfig
+from ..data.sources import Samples
+from ..errors import CrustCleanError
+from .models import feature_width
+
+#: Bumped when the cached arrays change meaning.
+FEATURE_FORMAT = 1
+FEATURES, META = "features.npy", "meta.json"
+
+
+class Head(torch.nn.Module):
+    """A classifier on pooled features: one Linear layer, or Linear -> GELU -> Linear, on the features standardised
+    with ``mean`` and ``std`` (per dimension; SGD on raw pooled features, whose dimensions differ in scale by orders
+    of magnitude, barely moves). Its ``classifier`` is laid out as it replaces the timm model's own, the
+    standardisation folded into the first Linear (``folded_state``); ``get_classifier`` is the last Linear."""
+
+    def __init__(self, in_features: int, num_classes: int, *, hidden: int | None = None,
+                 mean: torch.Tensor | None = None, std: torch.Tensor | None = None):
+        super().__init__()
+        self.num_classes = num_classes
+        self.register_buffer("mean", torch.zeros(in_features) if mean is None else mean.float())
+        self.register_buffer("std", torch.ones(in_features) if std is None else std.float())
+        if hidden:
+            self.classifier = torch.nn.Sequential(torch.nn.Linear(in_features, hidden), torch.nn.GELU(),
+                                                  torch.nn.Linear(hidden, num_classes))
+        else:  # a new linear head starts at zero, as on a pretrained body (train.models.create_model)
+            self.classifier = torch.nn.Linear(in_features, num_classes)
+            torch.nn.init.zeros_(self.classifier.weight)
+            torch.nn.init.zeros_(self.classifier.bias)
+
+    def get_classifier(self) -> torch.nn.Linear:
+        return self.classifier[-1] if isinstance(self.classifier, torch.nn.Sequential) else self.classifier
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier((features - self.mean) / self.std)
+
+    @staticmethod
+    def folded_state(state: dict) -> dict:
+        """The classifier's state (keys without ``classifier.``) acting on raw features: W (x - m) / s + b =
+        (W / s) x + (b - (W / s) m)."""
+        first = "0." if "classifier.0.weight" in state else ""
+        folded = {k.removeprefix("classifier."): v for k, v in state.items() if k.startswith("classifier.")}
+        weight = folded[first + "weight"] / state["std"]
+        folded[first + "weight"] = weight
+        folded[first + "bias"] = folded[first + "bias"] - weight @ state["mean"]
+        return folded
+
+
+class FeatureStore:
+    """The cached features as a sample store: item i = sample i's (V + 1, D) float16 rows (view 0: eval)."""
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray | None = None):
+        self.array = array
+        self.rows = np.arange(array.shape[1]) if rows is None else rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.array[:, self.rows[i]]
+
+    def take(self, indices) -> "FeatureStore":
+        return FeatureStore(self.array, self.rows[np.asarray(indices, dtype=np.int64)])
+
+    @property
+    def width(self) -> int:
+        return self.array.shape[2]
+
+    def statistics(self, *, rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation of each feature over the eval view of every sample (no label is read);
+        a dimension that never varies gets std 1. Computed in blocks of ``rows`` (float64)."""
+        total, squares = np.zeros(self.width), np.zeros(self.width)
+        for start in range(0, len(self), rows):
+            block = self.array[0, self.rows[start:start + rows]].astype(np.float64)
+            total += block.sum(0)
+            squares += (block * block).sum(0)
+        mean = total / len(self)
+        std = np.sqrt(np.maximum(squares / len(self) - mean * mean, 0))
+        return torch.from_numpy(mean), torch.from_numpy(np.where(std > 1e-6, std, 1.0))
+
+
+def eval_view(features: np.ndarray) -> torch.Tensor:
+    """The features of the eval transform (the head's eval transform)."""
+    return torch.from_numpy(features[0].astype(np.float32))
+
+
+def random_view(features: np.ndarray) -> torch.Tensor:
+    """One augmented view, drawn with Python's ``random`` (seeded per epoch like timm's augmentations); the eval
+    view when none was computed (the head's train transform)."""
+    view = random.randrange(1, len(features)) if len(features) > 1 else 0
+    return torch.from_numpy(features[view].astype(np.float32))
+
+
+@dataclass
+class Features:
+    """The features of a source's samples and the samples whose image could not be decoded."""
+
+    store: FeatureStore
+    failed: list[tuple[int, str]]
+    cached: bool  # read from the cache (no feature pass ran)
+    seconds: float  # the feature pass's wall time (0 when cached)
+
+
+def cache_root(cfg: RunConfig) -> Path:
+    if cfg.data.feature_cache:
+        return Path(cfg.data.feature_cache)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "crust-clean" / "features"
+
+
+def cache_description(cfg: RunConfig, samples: Samples, data_cfg: dict, weights: str) -> dict:
+    """Everything the features depend on; its digest names the cache entry."""
+    views = cfg.data.feature_views
+    return {
+        "format": FEATURE_FORMAT, "model": cfg.model.name, "weights": weights,
+        "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(data_cfg.items())},
+        "views": views, "augment": {"crop_scale": cfg.train.crop_scale, "hflip": cfg.train.hflip,
+                                    "seed": cfg.train.seed} if views else None,
+        "samples": samples.fingerprint(), "count": len(samples),
+    }
+
+
+def load_or_extract(backbone: torch.nn.Module, samples: Samples, transforms: list, description: dict, ctx,
+                    root: Path) -> Features:
+    """The features of ``samples`` from the cache entry of ``description``, computed into it first when missing.
+
+    ``transforms``: the eval transform, then one train transform per augmented view."""
+    import hashlib
+
+    entry = root / hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
+    if not (entry / META).is_file():
+        with staged_folder(entry) as build:
+            seconds, failed = _extract(backbone, samples, transforms, build / FEATURES, ctx,
+                                       seed=(description["augment"] or {}).get("seed", 0))
+            (build / META).write_text(json.dumps({"description": description, "width": feature_width(backbone),
+                                                  "failed": failed, "seconds": round(seconds, 2),
+                                                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
+        cached = False
+    else:
+        seconds, cached = 0.0, True
+    meta = json.loads((entry / META).read_text())
+    try:
+        array = np.load(entry / FEATURES, mmap_mode="r")
+    except (OSError, ValueError):
+        array = None
+    if array is None or array.shape != (len(transforms), len(samples), meta["width"]):
+        raise CrustCleanError(f"the feature cache {entry} is damaged: remove it and fit again")
+    return Features(FeatureStore(array), [tuple(f) for f in meta["failed"]], cached, seconds)
+
+
+class _Views(torch.utils.data.Dataset):
+    """Item i: (the (V + 1, 3, H, W) transforms of image i, '' or why it cannot be decoded). Each item seeds the
+    augmentations from (seed, i), so the views do not depend on workers or batch order."""
+
+    def __init__(self, images, transforms: list, seed: int):
+        self.images, self.transforms, self.seed = images, transforms, seed
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        try:
+            image = self.images[i]
+        except CrustCleanError as err:
+            return None, str(err)
+        random.seed(self.seed * 1_000_003 + i)
+        torch.manual_seed(self.seed * 1_000_003 + i)
+        return torch.stack([transform(image) for transform in self.transforms]), ""
+
+
+def _collate(items):
+    shape = next((x.shape for x, _ in items if x is not None), None)
+    views = [x if x is not None else torch.zeros(shape) for x, _ in items] if shape is not None else []
+    return (torch.stack(views) if views else None), [reason for _, reason in items]
+
+
+def _extract(backbone, samples: Samples, transforms: list, file: Path, ctx, *, seed: int):
+    """Write the features of every sample into ``file`` (a .npy of (V + 1, N, D) float16, written batch by
+    batch through a memory map); returns (seconds, failed)."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    device = ctx.device
+    backbone = backbone.eval().to(device.device, memory_format=torch.channels_last)  # 2x on CPU as on CUDA
+    out = np.lib.format.open_memmap(file, mode="w+", dtype=np.float16,
+                                    shape=(len(transforms), len(samples), feature_width(backbone)))
+    batch_size = max(1, 64 // len(transforms))
+    loader = torch.utils.data.DataLoader(_Views(samples.images, transforms, seed), batch_size=batch_size,
+                                         num_workers=ctx.workers, collate_fn=_collate,
+                                         pin_memory=device.device.type == "cuda")
+    python_state, torch_state = random.getstate(), torch.get_rng_state()  # the feature pass draws from both
+    failed, row = [], 0
+    try:
+        with torch.inference_mode():
+            for views, reasons in tqdm(loader, desc="features", unit="batch", disable=not ctx.progress, leave=False):
+                n = len(reasons)
+                failed += [(row + k, reason) for k, reason in enumerate(reasons) if reason]
+                if views is not None:
+                    x = views.flatten(0, 1).to(device.device, non_blocking=True)
+                    with device.autocast():
+                        h = backbone(x.contiguous(memory_format=torch.channels_last)).float()
+                    out[:, row:row + n] = h.view(n, len(transforms), -1).transpose(0, 1).cpu().numpy()
+                row += n
+    finally:
+        random.setstate(python_state)
+        torch.set_rng_state(torch_state)
+    out.flush()
+    return time.perf_counter() - start, failed

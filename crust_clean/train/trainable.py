@@ -1,0 +1,92 @@
+"""What a fit trains and what it reads: the whole timm network on images (``model.train: all``), or a head on
+a frozen backbone's cached features (``head``, ``train.features``). ``prepare`` hides the difference from the
+fit: both give a module, a store aligned with the samples, the two transforms, and the saved timm model's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..config import RunConfig
+from ..data.sources import Samples
+from . import models
+
+
+@dataclass
+class Trainable:
+    module: torch.nn.Module  # what SGD trains
+    samples: Samples  # less those whose image cannot be decoded
+    store: object  # what the module reads, item i = sample i: images, or features
+    truth: np.ndarray | None  # true labels of ``samples``, when known
+    train_transform: Callable
+    eval_transform: Callable
+    data_cfg: dict  # the timm data config of the images (model.json)
+    facts: dict  # how the samples were read, for the run's summary
+    info: dict = field(default_factory=dict)  # what model.json adds to rebuild the saved model
+    backbone: dict | None = field(default=None, repr=False)  # head: the timm model's state its weights go into
+    classifier: str = ""  # head: the name of the timm model's classifier, which the head replaces
+
+    def saved_state(self, state: dict) -> dict:
+        """The saved timm model's state from the trained module's ``state``: the module's own, or the frozen
+        backbone with the head's weights as its classifier."""
+        if self.backbone is None:
+            return state
+        from .features import Head
+
+        saved = {k: v for k, v in self.backbone.items() if not k.startswith(self.classifier + ".")}
+        saved.update({f"{self.classifier}.{k}": v for k, v in Head.folded_state(state).items()})
+        return saved
+
+
+def prepare(samples: Samples, truth: np.ndarray | None, cfg: RunConfig, ctx, *, cache_file: Path) -> Trainable:
+    """The trainable for ``cfg.model.train``, its store read once (bad images dropped, as skipped samples)."""
+    if cfg.model.train == "head":
+        return _head(samples, truth, cfg, ctx)
+    from ..data.images import resolve_cache, training_store
+
+    cache = resolve_cache(cfg.data.cache, samples.sizes, cfg.model.img_size)
+    images, failed = training_store(samples.images, cache=cache, img_size=cfg.model.img_size, file=cache_file,
+                                    workers=ctx.workers, progress=ctx.progress)
+    samples, images, truth = _without(failed, samples, images, truth)
+    torch.manual_seed(cfg.train.seed)
+    model = models.create_model(cfg.model, samples.num_classes)
+    if ctx.ranks.active and ctx.device.device.type == "cuda":  # BatchNorm over the whole batch, as in one process
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    data_cfg = models.data_config(model, cfg.model)
+    train_tf, eval_tf = models.build_transforms(data_cfg, cfg.train)
+    return Trainable(model, samples, images, truth, train_tf, eval_tf, data_cfg, {"cache": cache})
+
+
+def _head(samples: Samples, truth: np.ndarray | None, cfg: RunConfig, ctx) -> Trainable:
+    from .features import Head, cache_description, cache_root, eval_view, load_or_extract, random_view
+
+    backbone = models.create_model(cfg.model, samples.num_classes)  # pretrained body, a zero head
+    data_cfg = models.data_config(backbone, cfg.model)
+    train_tf, eval_tf = models.build_transforms(data_cfg, cfg.train)
+    state = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
+    classifier = models.classifier_name(backbone)
+    backbone.reset_classifier(0)  # timm's pooled features: the classifier's input
+    description = cache_description(cfg, samples, data_cfg, models.weights_identity(cfg.model))
+    features = load_or_extract(backbone, samples, [eval_tf] + [train_tf] * cfg.data.feature_views, description,
+                               ctx, cache_root(cfg))
+    samples, store, truth = _without(features.failed, samples, features.store, truth)
+    torch.manual_seed(cfg.train.seed)
+    hidden = cfg.model.head_hidden if cfg.model.head == "mlp" else None
+    mean, std = store.statistics()
+    head = Head(store.width, samples.num_classes, hidden=hidden, mean=mean, std=std)
+    facts = {"cache": "features", "features_cached": features.cached, "feature_seconds": round(features.seconds, 2)}
+    return Trainable(head, samples, store, truth, random_view, eval_view, data_cfg, facts,
+                     info={"trained": "head", "head_hidden": hidden}, backbone=state, classifier=classifier)
+
+
+def _without(failed: list[tuple[int, str]], samples: Samples, store, truth: np.ndarray | None):
+    """(samples, store, truth) less the ``failed`` (index, reason) samples, which join the skipped ones."""
+    if not failed:
+        return samples, store, truth
+    kept = np.setdiff1d(np.arange(len(samples)), [i for i, _ in failed])
+    return samples.without(failed), store.take(kept), truth[kept] if truth is not None else None
