@@ -211,13 +211,16 @@ def _suspect_options(command):
               help="keep the dataset after this process exits")
 @_suspect_options
 @click.option("--overwrite", is_flag=True, help="write into a dataset that holds another run or is not ours")
+@click.option("--visualization", type=click.Choice(["umap", "pca", "tsne", "none"]),
+              help="the embeddings in 2-D for the App's Embeddings panel [default: umap when umap-learn is installed, "
+                   "else pca]; none: no visualization and no similarity index")
 @_user_errors
-def export_fiftyone(run, name, persistent, top, threshold, overwrite):
-    """Write RUN's samples, scores and predictions into a FiftyOne dataset with saved review views."""
+def export_fiftyone(run, name, persistent, top, threshold, overwrite, visualization):
+    """Write RUN's samples, scores, predictions and embeddings into a FiftyOne dataset with saved review views."""
     from .review.fiftyone import export_to_fiftyone
 
     dataset = export_to_fiftyone(run, name=name, persistent=persistent, top=top, threshold=threshold,
-                                 overwrite=overwrite, progress=True)
+                                 overwrite=overwrite, visualization=visualization, progress=True)
     suspects = len(dataset.match_tags("crust:suspect"))
     click.echo(f"FiftyOne dataset {dataset.name!r}: {len(dataset)} samples, {suspects} tagged crust:suspect")
     click.echo(f"saved views: {', '.join(dataset.list_saved_views())}")

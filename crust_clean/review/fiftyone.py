@@ -9,10 +9,16 @@ touched, so they survive a re-export):
   crust_score            mean over epochs of 1 - p(given label); None for val samples
   crust_selection_rate, crust_never_selected   how often the sample was in the coreset (train samples)
   crust_suggested_label  the prediction where it differs from the given label, else None
+  crust_neighbour_agreement  share of the sample's 10 nearest neighbours (embeddings) with its given label
   crust_split            train / val (also a sample tag on datasets crust-clean creates)
   crust_sample_id        the run's sample id (the key a re-export updates by)
   mistakenness           FiftyOne Brain's compute_mistakenness on crust_prediction
 Tag ``crust:suspect`` marks the suspects (``--top`` K by score, or score above ``--threshold``).
+
+With the run's embeddings (``RUN/embeddings.npy``) two FiftyOne Brain runs: ``crust_embeddings``, a 2-D
+visualization for the App's Embeddings panel (UMAP when umap-learn is installed, as the fiftyone extra installs
+it, else PCA; colour it by crust_score), and ``crust_similarity``, a similarity index (scikit-learn backend, cosine)
+for "sort by similarity" from a suspect to its neighbours.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from ..run.folder import MODEL, Run
 from .decisions import DECIDED_AT_FIELD, DECISION_FIELD, FIELDS, NEW_LABEL_FIELD, check_decision, check_decisions
 
 SUSPECT_TAG = "crust:suspect"
+VISUALIZATION_KEY, SIMILARITY_KEY = "crust_embeddings", "crust_similarity"
 SUSPECTS_VIEW, NEVER_SELECTED_VIEW, DISAGREEMENTS_VIEW = "crust suspects", "never selected", "disagreements"
 
 
@@ -41,7 +48,7 @@ def default_dataset_name(run: Run) -> str:
 
 def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persistent: bool = True,
                        top: int | None = None, threshold: float | None = None, overwrite: bool = False,
-                       progress: bool = False):
+                       visualization: str | None = None, progress: bool = False):
     """Write ``run`` into a FiftyOne dataset and return it (see the module docstring for the fields).
 
     A new dataset is created unless the run's source is a FiftyOne dataset: then the scores go into that
@@ -49,6 +56,8 @@ def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persis
     decisions kept). A dataset that holds another run, or that crust-clean did not create, is only
     written with ``overwrite=True`` (a dataset crust-clean created for another run is then replaced).
     The suspects (tag ``crust:suspect``) are the run's own, the ``top`` K scores or those above ``threshold``.
+    ``visualization``: how the embeddings are drawn in 2-D, ``umap``, ``pca`` or ``tsne`` (default: umap when
+    umap-learn is installed, else pca), or ``none`` (neither the visualization nor the similarity index).
     """
     import fiftyone as fo
 
@@ -75,6 +84,7 @@ def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persis
     dataset.untag_samples(SUSPECT_TAG)
     dataset.select_by(key, table.loc[table["suspect"], "sample_id"].tolist()).tag_samples(SUSPECT_TAG)
     _mistakenness(samples, label_field)
+    _brain_runs(dataset, samples, run.embeddings(), visualization or default_visualization())
     _save_views(dataset, label_field)
     dataset.info.update({
         "crust_run": str(run.path.resolve()), "crust_config": run.config.to_dict(),
@@ -118,6 +128,8 @@ def _write_fields(samples, table: pd.DataFrame, into_source: bool) -> None:
     values = {
         "crust_prediction": predictions, "crust_score": column("score"),
         "crust_selection_rate": column("selection_rate"), "crust_never_selected": never,
+        "crust_neighbour_agreement": column("neighbour_agreement") if "neighbour_agreement" in table else
+        [None] * len(table),
         "crust_suggested_label": suggested, "crust_split": table["split"].tolist(),
     }
     if into_source:
@@ -133,6 +145,7 @@ def _declare_fields(dataset) -> None:
     types = {
         "crust_prediction": (fo.EmbeddedDocumentField, fo.Classification), "crust_score": (fo.FloatField, None),
         "crust_selection_rate": (fo.FloatField, None), "crust_never_selected": (fo.BooleanField, None),
+        "crust_neighbour_agreement": (fo.FloatField, None),
         "crust_suggested_label": (fo.StringField, None), "crust_split": (fo.StringField, None),
         "crust_sample_id": (fo.StringField, None), DECISION_FIELD: (fo.StringField, None),
         NEW_LABEL_FIELD: (fo.StringField, None), DECIDED_AT_FIELD: (fo.DateTimeField, None),
@@ -141,6 +154,29 @@ def _declare_fields(dataset) -> None:
     for field, (kind, embedded) in types.items():
         if field not in schema:
             dataset.add_sample_field(field, kind, embedded_doc_type=embedded)
+
+
+def default_visualization() -> str:
+    """UMAP when umap-learn is installed (the fiftyone extra installs it), else PCA (t-SNE is slow at scale)."""
+    import importlib.util
+
+    return "umap" if importlib.util.find_spec("umap") else "pca"
+
+
+def _brain_runs(dataset, samples, embeddings, method: str) -> None:
+    """The visualization and the similarity index of the run's embeddings (rows in ``samples`` order), anew."""
+    import fiftyone.brain as fob
+
+    for key in (VISUALIZATION_KEY, SIMILARITY_KEY):
+        if key in dataset.list_brain_runs():
+            dataset.delete_brain_run(key)
+    if embeddings is None or method == "none":
+        return
+    vectors = np.asarray(embeddings, dtype=np.float32)
+    fob.compute_visualization(samples, embeddings=vectors, brain_key=VISUALIZATION_KEY, method=method, seed=0,
+                              verbose=False, progress=False)
+    fob.compute_similarity(samples, embeddings=vectors, brain_key=SIMILARITY_KEY, backend="sklearn",
+                           metric="cosine", progress=False)
 
 
 def _mistakenness(samples, label_field: str) -> None:

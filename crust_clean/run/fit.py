@@ -126,7 +126,7 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
     saved = recorder.saved_model(model, last_epoch=cfg.train.epochs - 1)
     model.load_state_dict(saved.state)
     everything = EvalBatches(ImageDataset(subject.store, labels, subject.eval_transform), ctx)
-    robust = eval_pass(model, everything, ctx, want_proxies=False, desc="robust model")
+    robust = eval_pass(model, everything, ctx, want_proxies=False, desc="robust model", embed=True)
     if ranks.is_main:
         info = models.saved_model_info(cfg.model, subject.data_cfg, samples.class_names, epoch=saved.epoch,
                                        chosen_by="val_accuracy" if len(val_idx) else "last_epoch", **subject.info)

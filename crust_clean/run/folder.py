@@ -15,6 +15,8 @@ read it through ``Run``; only ``Run.load_model`` / ``predict_probs`` / ``evaluat
   model.safetensors  weights of the model chosen on validation accuracy (else the last epoch)
   predictions.parquet  that model on every sample (train and val): predicted_label, confidence, logits
   model.json         what timm needs to rebuild it: model name, num_classes, class_names, img_size, mean/std
+  embeddings.npy     (N, D) float16: that model's pooled features (the classifier's input) of every sample, in
+                     samples.csv order (for --train head: the frozen backbone's, as cached)
   report/            index.html + PNGs, when asked for (``crust_clean.review.report``)
   media/             an image file per Hugging Face row, written once when an exporter needs files
 While it trains (removed when it finishes): checkpoint.safetensors (see ``crust_clean.train.checkpoint``),
@@ -43,7 +45,7 @@ from ..method.scores import SuspectRule, score_samples
 CONFIG, SOURCE, SAMPLES, SKIPPED = "config.yaml", "source.json", "samples.csv", "skipped.csv"
 LEDGER, SCORES, METRICS = "ledger.parquet", "scores.csv", "metrics.json"
 MODEL, MODEL_INFO, PREDICTIONS = "model.safetensors", "model.json", "predictions.parquet"
-REPORT, MEDIA = "report", "media"
+EMBEDDINGS, REPORT, MEDIA = "embeddings.npy", "report", "media"
 CHECKPOINT, LEDGER_PARTS, CACHE = "checkpoint.safetensors", "ledger", "cache"
 #: What a finished run holds.
 RUN_OUTPUTS = (CONFIG, SOURCE, SAMPLES, LEDGER, SCORES, METRICS, MODEL, MODEL_INFO, PREDICTIONS)
@@ -169,10 +171,10 @@ class RunFolder:
             pq.write_table(table, tmp)
 
     def write_scores(self, ledger: pd.DataFrame, samples: Samples, train_idx: np.ndarray,
-                     disagrees: np.ndarray) -> pd.DataFrame:
+                     disagrees: np.ndarray, neighbour_agreement: np.ndarray) -> pd.DataFrame:
         """Write and return scores.csv: ``score_samples`` per training sample (``ledger`` order = ``train_idx``
         order), the suspects by the run's own rule with ``disagrees`` (the saved model's prediction differs from
-        the given label), sorted by score, highest first."""
+        the given label) and ``neighbour_agreement`` (``method.neighbours``), sorted by score, highest first."""
         per_sample = score_samples(ledger)
         names = np.asarray(samples.class_names, dtype=object)
         table = pd.DataFrame({
@@ -188,10 +190,16 @@ class RunFolder:
             "prob_given": per_sample["prob_given"].to_numpy(),
             "mean_loss": per_sample["mean_loss"].to_numpy(),
             "aum": per_sample["aum"].to_numpy(),
+            "neighbour_agreement": neighbour_agreement,
         })
         table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
         self.write_csv(SCORES, table)
         return table
+
+    def write_embeddings(self, embeddings: np.ndarray) -> None:
+        with atomic_path(self.path / EMBEDDINGS) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, embeddings.astype(np.float16))
 
     def write_ledger(self, frame: pd.DataFrame) -> None:
         from .ledger import write_ledger
@@ -258,6 +266,12 @@ class Run:
     def predictions(self) -> pd.DataFrame:
         """The saved model on every sample: sample_id, predicted_label, confidence, logits (an array per row)."""
         return pd.read_parquet(self.path / PREDICTIONS)
+
+    def embeddings(self) -> np.ndarray | None:
+        """(N, D) float16 pooled features of the saved model, samples.csv order (memory-mapped); None for runs
+        written before crust-clean kept them."""
+        path = self.path / EMBEDDINGS
+        return np.load(path, mmap_mode="r") if path.is_file() else None
 
     def ledger(self) -> pd.DataFrame:
         from .ledger import read_ledger

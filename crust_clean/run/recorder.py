@@ -18,6 +18,7 @@ import numpy as np
 from ..data.sources import Samples
 from ..errors import Interrupted
 from ..method.metrics import detection_metrics
+from ..method.neighbours import neighbour_agreement
 from ..method.scores import SUSPECT_RULE, flag_suspects, margins, score
 from .folder import RunFolder
 from .ledger import Ledger
@@ -99,16 +100,18 @@ class Recorder:
 
     def finish(self, samples: Samples, train_idx: np.ndarray, robust: PassOutputs, *, saved: Best,
                model_info: dict, run_facts: dict) -> None:
-        """Every output of a finished run: the saved model, its pass over all samples (``robust``), the ledger
-        and scores of the training rows and the metrics with the summary (``run_facts`` go into it as they
-        are); then the resume state goes."""
+        """Every output of a finished run: the saved model, its pass over all samples (``robust``: predictions and
+        embeddings), the ledger and scores of the training rows (with the neighbour agreement among them) and the
+        metrics with the summary (``run_facts`` go into it as they are); then the resume state goes."""
         folder = self.folder
         folder.write_model(saved.state, model_info)
         folder.write_predictions(samples, robust.logits, robust.predicted)
         ledger = self.ledger.frame()
         folder.write_ledger(ledger)
+        folder.write_embeddings(robust.embeddings)
         disagrees = robust.predicted[train_idx] != samples.labels[train_idx]
-        scores = folder.write_scores(ledger, samples, train_idx, disagrees)
+        agreement = neighbour_agreement(robust.embeddings[train_idx], samples.labels[train_idx])
+        scores = folder.write_scores(ledger, samples, train_idx, disagrees, agreement)
         summary = {
             "n_train": len(train_idx), "n_skipped": len(samples.skipped), "empty_classes": samples.empty_classes,
             "num_classes": samples.num_classes, "best_epoch": saved.epoch,

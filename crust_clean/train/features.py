@@ -60,8 +60,16 @@ class Head(torch.nn.Module):
     def get_classifier(self) -> torch.nn.Linear:
         return self.classifier[-1] if isinstance(self.classifier, torch.nn.Sequential) else self.classifier
 
+    def forward_features(self, features: torch.Tensor) -> torch.Tensor:
+        """timm's split of a forward pass, so the fit reads a head as it reads a timm model: the features are
+        the input; ``forward_head(pre_logits=True)`` gives them back as they are (the run's embeddings)."""
+        return features
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return features if pre_logits else self.classifier((features - self.mean) / self.std)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier((features - self.mean) / self.std)
+        return self.forward_head(self.forward_features(features))
 
     @staticmethod
     def folded_state(state: dict) -> dict:

@@ -103,6 +103,7 @@ class PassOutputs:
     prob_given: np.ndarray  # softmax probability of the given label
     proxies: torch.Tensor  # (n, d) gradient proxies (on the training device)
     logits: np.ndarray  # (n, K) float32
+    embeddings: np.ndarray | None = None  # (n, D) float16 pooled features (the classifier's input), when asked for
 
 
 @dataclass
@@ -189,24 +190,40 @@ class TrainBatches:
 
 @torch.no_grad()
 def forward(model, batches: EvalBatches, ctx: TrainContext, *, desc: str, wait: DataWait | None = None,
-            progress: bool | None = None) -> torch.Tensor:
+            progress: bool | None = None, embed: bool = False):
     """(n, K) float32 logits of ``model`` in eval mode on every sample of ``batches``, in dataset order, on
-    the training device. With several ranks each forwards its shard and every rank gets all the rows."""
+    the training device; with ``embed``, (logits, (n, D) pooled features: timm's ``forward_head(pre_logits=True)``,
+    the classifier's input). With several ranks each forwards its shard and every rank gets all the rows."""
     model.eval()
-    logits = []
+    logits, pooled = [], []
     shown = ctx.progress if progress is None else progress
     for images, _, _ in tqdm((wait or DataWait()).batches(batches.loader), total=len(batches.loader), desc=desc,
                              leave=False, disable=not shown):
         with ctx.device.autocast():
-            logits.append(model(ctx.device.images(images)).float())
+            if embed:  # what timm's forward does, in two steps
+                features = model.forward_features(ctx.device.images(images))
+                pooled.append(model.forward_head(features, pre_logits=True).float())
+                logits.append(model.forward_head(features).float())
+            else:
+                logits.append(model(ctx.device.images(images)).float())
     empty = torch.empty((0, model.num_classes), device=ctx.device.device)  # a rank left without a batch
-    return gather_rows(torch.cat(logits) if logits else empty, batches.shards, ctx.ranks)
+    gathered = gather_rows(torch.cat(logits) if logits else empty, batches.shards, ctx.ranks)
+    if not embed:
+        return gathered
+    width = pooled[0].shape[1] if pooled else 0
+    rows = torch.cat(pooled) if pooled else torch.empty((0, width), device=ctx.device.device)
+    return gathered, gather_rows(rows, batches.shards, ctx.ranks)
 
 
 def eval_pass(model, batches: EvalBatches, ctx: TrainContext, *, want_proxies: bool, desc: str,
-              wait: DataWait | None = None, progress: bool | None = None) -> PassOutputs:
-    """Forward every sample once in eval mode; losses, predictions, p(given) and gradient proxies (``crust.proxy``)."""
-    logits = forward(model, batches, ctx, desc=desc, wait=wait, progress=progress)
+              wait: DataWait | None = None, progress: bool | None = None, embed: bool = False) -> PassOutputs:
+    """Forward every sample once in eval mode; losses, predictions, p(given), gradient proxies (``crust.proxy``)
+    and, with ``embed``, the pooled features."""
+    logits = forward(model, batches, ctx, desc=desc, wait=wait, progress=progress, embed=embed)
+    embeddings = None
+    if embed:
+        logits, pooled = logits
+        embeddings = pooled.cpu().numpy().astype(np.float16)
     labels = torch.as_tensor(batches.dataset.labels, device=ctx.device.device)
     probs = logits.softmax(1)
     proxies = torch.empty(0)
@@ -219,6 +236,7 @@ def eval_pass(model, batches: EvalBatches, ctx: TrainContext, *, want_proxies: b
         prob_given=probs.gather(1, labels[:, None])[:, 0].cpu().numpy(),
         proxies=proxies,
         logits=logits.cpu().numpy(),
+        embeddings=embeddings,
     )
 
 

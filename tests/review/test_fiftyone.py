@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import crust_clean
@@ -124,3 +125,26 @@ def test_rows_of_a_hf_dataset_are_written_once_to_run_media(fiftyone, noisy_colo
     stamp = {f: os.stat(f).st_mtime_ns for f in files}
     export_to_fiftyone(run, name="from-hf")
     assert {f: os.stat(f).st_mtime_ns for f in files} == stamp  # written once
+
+
+def test_the_embeddings_give_the_app_a_map_and_a_similarity_sort(fiftyone, fo_run):
+    from crust_clean.review.fiftyone import SIMILARITY_KEY, VISUALIZATION_KEY, export_to_fiftyone
+
+    dataset = export_to_fiftyone(fo_run, name="embeddings-test")  # umap-learn comes with the fiftyone extra
+    assert set(dataset.list_brain_runs()) >= {VISUALIZATION_KEY, SIMILARITY_KEY}
+    visualization = dataset.load_brain_results(VISUALIZATION_KEY)
+    assert dataset.get_brain_info(VISUALIZATION_KEY).config.method == "umap"
+    assert visualization.points.shape == (160, 2) and np.isfinite(visualization.points).all()
+    suspect = dataset.match_tags("crust:suspect").first()
+    neighbours = dataset.sort_by_similarity(suspect.id, k=6, brain_key=SIMILARITY_KEY)
+    embeddings = np.asarray(fo_run.embeddings(), dtype=np.float32)
+    row = fo_run.samples["sample_id"].tolist().index(suspect.crust_sample_id)
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    similarity = pd.Series(unit @ unit[row], index=fo_run.samples["sample_id"])
+    shown = similarity.loc[neighbours.values("crust_sample_id")].to_numpy()
+    assert neighbours.first().crust_sample_id == suspect.crust_sample_id  # itself first, then its 5 nearest
+    np.testing.assert_allclose(shown, np.sort(similarity.to_numpy())[::-1][:6], atol=5e-4)  # near-ties: any order
+    scores = fo_run.scores.set_index("sample_id")["neighbour_agreement"]
+    assert suspect.crust_neighbour_agreement == pytest.approx(scores[suspect.crust_sample_id])
+    again = export_to_fiftyone(fo_run, name="embeddings-test", visualization="none")  # asked for none: gone
+    assert VISUALIZATION_KEY not in again.list_brain_runs() and SIMILARITY_KEY not in again.list_brain_runs()

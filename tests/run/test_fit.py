@@ -78,9 +78,11 @@ def test_every_output_is_written_with_the_right_shape(run, noisy_colours):
 
 def test_a_run_folder_holds_data_formats_only_no_pickle(run):
     files = [p for p in run.path.rglob("*") if p.is_file()]
-    assert {p.suffix for p in files} <= {".yaml", ".json", ".csv", ".parquet", ".safetensors"}
+    assert {p.suffix for p in files} <= {".yaml", ".json", ".csv", ".parquet", ".safetensors", ".npy"}
     # neither a raw pickle (protocols 2-5) nor a zip (what torch.save writes: a pickle inside)
     assert not any(p.read_bytes()[:2] in (b"\x80\x02", b"\x80\x04", b"\x80\x05", b"PK") for p in files)
+    embeddings = np.load(run.path / "embeddings.npy", allow_pickle=False)  # a plain array: no pickle inside
+    assert embeddings.shape == (160, 512) and embeddings.dtype == np.float16
 
 
 def test_model_loads_with_plain_timm_and_predicts_like_the_run(run):
@@ -194,9 +196,14 @@ def test_predictions_are_the_saved_model_on_every_sample(run):
     transform = create_transform(input_size=(3, info["img_size"], info["img_size"]), mean=info["mean"],
                                  std=info["std"], interpolation=info["interpolation"], crop_pct=1.0)
     images = FileImages([samples["path"][i] for i in range(5)])
+    model = run.load_model()
     with torch.no_grad():
-        again = run.load_model()(torch.stack([transform(images[i]) for i in range(5)]))
+        batch = torch.stack([transform(images[i]) for i in range(5)])
+        again = model(batch)
+        pooled = model.forward_head(model.forward_features(batch), pre_logits=True)
     np.testing.assert_allclose(again.numpy(), logits[:5], rtol=1e-4, atol=1e-4)
+    # the embeddings are that model's pooled features (the classifier's input), kept as float16
+    np.testing.assert_allclose(run.embeddings()[:5].astype(np.float32), pooled.numpy(), rtol=1e-2, atol=1e-2)
 
 
 def test_open_samples_reads_the_run_s_samples_from_the_source_again(run):

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from crust_clean.method.neighbours import nearest_neighbours, neighbour_agreement
+
+
+def brute_force(x, k):
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    return np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+
+
+@pytest.mark.parametrize("n,d,k,block", [(30, 5, 3, 7), (50, 2, 10, 64), (12, 8, 11, 5)])
+def test_nearest_neighbours_equal_brute_force_in_any_blocks(n, d, k, block):
+    x = np.random.default_rng(n).normal(size=(n, d))
+    assert nearest_neighbours(x, k, block_rows=block).tolist() == brute_force(x, k).tolist()
+
+
+def test_ties_go_to_the_lower_index_and_a_row_is_never_its_own_neighbour():
+    x = np.array([[1.0, 0], [2.0, 0], [3.0, 0], [0, 1.0]])  # rows 0-2 point the same way: cosine ties
+    assert nearest_neighbours(x, 2).tolist() == [[1, 2], [0, 2], [0, 1], [0, 1]]
+
+
+def test_agreement_is_the_share_of_neighbours_with_the_same_label():
+    rng = np.random.default_rng(0)
+    centres = np.eye(3) * 10
+    labels = np.repeat([0, 1, 2], 20)
+    x = centres[labels] + rng.normal(size=(60, 3))
+    given = labels.copy()
+    given[[0, 25]] = [1, 2]  # two wrong labels, each among 19 neighbours of its true class
+    agreement = neighbour_agreement(x, given, k=10)
+    assert agreement[0] == 0 and agreement[25] == 0
+    assert (np.delete(agreement, [0, 25]) >= 0.9).all()  # the others lose at most the one wrong neighbour
+    expected = (given[brute_force(x, 10)] == given[:, None]).mean(1)
+    np.testing.assert_allclose(agreement, expected)
+    assert neighbour_agreement(x[:5], given[:5], k=10).shape == (5,)  # k shrinks to n - 1
