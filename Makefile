@@ -31,10 +31,13 @@ weights: $(WEIGHTS)
 $(WEIGHTS): $(INSTALLED) scripts/efficientnet_lite0_weights.py
 	$(BIN)/python scripts/efficientnet_lite0_weights.py $@
 
-# The README's picture of the App (needs Debian's chromium; runs the demo first when there is no demo/run)
+# The README's pictures of the App (needs Debian's chromium and chromium-driver; runs the demo first when there is
+# no demo/run)
 screenshot: $(INSTALLED)
-	test -f demo/run/predictions.parquet || $(MAKE) demo
-	$(BIN)/python scripts/screenshot.py demo/run --out docs/fiftyone-suspects.png
+	$(BIN)/pip install --quiet -e '.[docs]'
+	test -f demo/run/embeddings.npy || $(MAKE) demo
+	$(BIN)/python scripts/screenshot.py demo/run --out docs/fiftyone-suspects.png \
+		--embeddings-out docs/fiftyone-embeddings.png
 
 # Detection benchmark at quick settings (needs ../shared/data; about 30 minutes on 2 CPU cores)
 bench-quick: $(INSTALLED)

@@ -1,19 +1,20 @@
-"""Screenshot of the FiftyOne App on a run's suspects view, for the README (``make screenshot``).
+"""Screenshots of the FiftyOne App on a run, for the README (``make screenshot``): the suspects view, and the
+"crust embeddings" workspace (the samples by score beside the Embeddings panel's map, coloured by crust_score).
 
-Exports RUN (default: the demo's run, ``make demo``) into a temporary FiftyOne dataset, serves the App
-on localhost and photographs it with headless Chromium (Debian package ``chromium``).
-Usage: ``python scripts/screenshot.py [RUN] [--out docs/fiftyone-suspects.png]``.
+Exports RUN (default: the demo's run, ``make demo``) into a temporary FiftyOne dataset, serves the App on
+localhost and drives headless Chromium with Selenium (Debian packages ``chromium`` and ``chromium-driver``; the
+``docs`` extra): FiftyOne's "Explore Enterprise" pop-over is dismissed as a user would, then the map is opened
+and coloured, clicks a reader can repeat.
+Usage: ``python scripts/screenshot.py [RUN] [--out docs/fiftyone-suspects.png]
+[--embeddings-out docs/fiftyone-embeddings.png]``.
 """
 
 import argparse
 import os
 import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,18 +26,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def browser():
+    """Headless Chromium through the Debian chromedriver (Selenium Manager never downloads one), 1400 x 900."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    return driver
+
+
+def click_text(driver, text: str, *, within=None, seconds: int = 60) -> None:
+    """Click the last visible element whose text is ``text`` (inside ``within`` when given), once it shows."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = [e for e in (within or driver).find_elements(By.XPATH, f".//*[normalize-space(text())='{text}']")
+                 if e.is_displayed()]
+        if found:
+            found[-1].click()
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"screenshot: the App never showed {text!r}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", nargs="?", default=str(ROOT / "demo" / "run"))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "fiftyone-suspects.png")
-    parser.add_argument("--seconds", type=int, default=20, help="time the App gets to render")
+    parser.add_argument("--embeddings-out", type=Path, default=ROOT / "docs" / "fiftyone-embeddings.png")
+    parser.add_argument("--seconds", type=int, default=10, help="time the App gets to render each picture")
     args = parser.parse_args()
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        sys.exit("screenshot: needs headless Chromium (apt-get install chromium)")
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")) or not shutil.which("chromedriver"):
+        sys.exit("screenshot: needs headless Chromium and its driver (apt-get install chromium chromium-driver)")
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")  # no analytics banner over the grid
+    from selenium.webdriver.common.by import By
+
     from crust_clean.errors import CrustCleanError
-    from crust_clean.review.fiftyone import export_to_fiftyone, launch_review
+    from crust_clean.review.fiftyone import EMBEDDINGS_WORKSPACE, VISUALIZATION_KEY, export_to_fiftyone, launch_review
     from crust_clean.run.folder import Run
 
     try:
@@ -46,25 +80,26 @@ def main() -> None:
     dataset = export_to_fiftyone(args.run, name="crust-clean-screenshot", persistent=False, overwrite=True, top=48)
     port = free_port()
     session = launch_review(args.run, name=dataset.name, port=port, remote=True)
+    driver = browser()
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+        driver.get(f"http://127.0.0.1:{port}/")
+        click_text(driver, "Dismiss")  # FiftyOne's "Explore Enterprise" pop-over, shown on a first visit
+        time.sleep(args.seconds)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as profile:
-            subprocess.run([
-                browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                f"--screenshot={args.out}", "--window-size=1400,900", f"--user-data-dir={profile}",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--virtual-time-budget={args.seconds * 1000}", f"http://127.0.0.1:{port}/",
-            ], check=True, capture_output=True, timeout=300)
+        driver.save_screenshot(str(args.out))
+        session.spaces = dataset.load_workspace(EMBEDDINGS_WORKSPACE)
+        session.view = dataset.sort_by("crust_score", reverse=True)  # every point on the map, suspects first
+        click_text(driver, VISUALIZATION_KEY)
+        label = driver.find_element(By.XPATH, "//*[normalize-space(text())='Color by']/..")
+        click_text(driver, "None", within=label)
+        click_text(driver, "crust_score")
+        time.sleep(args.seconds)
+        driver.save_screenshot(str(args.embeddings_out))
     finally:
+        driver.quit()
         session.close()
         dataset.delete()
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} and {args.embeddings_out}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from .decisions import DECIDED_AT_FIELD, DECISION_FIELD, FIELDS, NEW_LABEL_FIELD
 
 SUSPECT_TAG = "crust:suspect"
 VISUALIZATION_KEY, SIMILARITY_KEY = "crust_embeddings", "crust_similarity"
+#: A saved workspace: the samples grid beside the Embeddings panel.
+EMBEDDINGS_WORKSPACE = "crust embeddings"
 SUSPECTS_VIEW, NEVER_SELECTED_VIEW, DISAGREEMENTS_VIEW = "crust suspects", "never selected", "disagreements"
 
 
@@ -165,11 +167,14 @@ def default_visualization() -> str:
 
 def _brain_runs(dataset, samples, embeddings, method: str) -> None:
     """The visualization and the similarity index of the run's embeddings (rows in ``samples`` order), anew."""
+    import fiftyone as fo
     import fiftyone.brain as fob
 
     for key in (VISUALIZATION_KEY, SIMILARITY_KEY):
         if key in dataset.list_brain_runs():
             dataset.delete_brain_run(key)
+    if dataset.has_workspace(EMBEDDINGS_WORKSPACE):
+        dataset.delete_workspace(EMBEDDINGS_WORKSPACE)
     if embeddings is None or method == "none":
         return
     vectors = np.asarray(embeddings, dtype=np.float32)
@@ -177,6 +182,11 @@ def _brain_runs(dataset, samples, embeddings, method: str) -> None:
                               verbose=False, progress=False)
     fob.compute_similarity(samples, embeddings=vectors, brain_key=SIMILARITY_KEY, backend="sklearn",
                            metric="cosine", progress=False)
+    # the panel opens on its list of maps: FiftyOne 1.22 keeps the open map and its colouring in the browser only
+    panels = [fo.Panel(type="Samples", pinned=True), fo.Panel(type="Embeddings")]
+    dataset.save_workspace(EMBEDDINGS_WORKSPACE, fo.Space(children=panels, orientation="horizontal"),
+                           description=f"the samples beside the Embeddings panel: open {VISUALIZATION_KEY}, colour by "
+                                       "crust_score")
 
 
 def _mistakenness(samples, label_field: str) -> None:

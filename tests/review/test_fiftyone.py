@@ -146,5 +146,8 @@ def test_the_embeddings_give_the_app_a_map_and_a_similarity_sort(fiftyone, fo_ru
     np.testing.assert_allclose(shown, np.sort(similarity.to_numpy())[::-1][:6], atol=5e-4)  # near-ties: any order
     scores = fo_run.scores.set_index("sample_id")["neighbour_agreement"]
     assert suspect.crust_neighbour_agreement == pytest.approx(scores[suspect.crust_sample_id])
+    workspace = dataset.load_workspace("crust embeddings")  # the grid beside the Embeddings panel
+    assert [child.type for child in workspace.children] == ["Samples", "Embeddings"]
     again = export_to_fiftyone(fo_run, name="embeddings-test", visualization="none")  # asked for none: gone
     assert VISUALIZATION_KEY not in again.list_brain_runs() and SIMILARITY_KEY not in again.list_brain_runs()
+    assert not again.has_workspace("crust embeddings")
