@@ -150,8 +150,8 @@ def cache_description(cfg: RunConfig, samples: Samples, data_cfg: dict, weights:
     return {
         "format": FEATURE_FORMAT, "model": cfg.model.name, "weights": weights,
         "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(data_cfg.items())},
-        "views": views, "augment": {"crop_scale": cfg.train.crop_scale, "hflip": cfg.train.hflip,
-                                    "seed": cfg.train.seed} if views else None,
+        "views": views, "augment": {"on": cfg.train.augment, "crop_scale": cfg.train.crop_scale,
+                                    "hflip": cfg.train.hflip, "seed": cfg.train.seed} if views else None,
         "samples": samples.fingerprint(), "count": len(samples),
     }
 
