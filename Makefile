@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 WEIGHTS := weights/efficientnet_lite0-imagenet.safetensors
 
 .PHONY: install demo test weights screenshot bench-quick bench-detect-full bench-selection bench-loading \
-	bench-fast-path clean
+	bench-fast-path bench-frozen clean
 
 install: $(INSTALLED)
 
@@ -80,6 +80,12 @@ bench-selection: $(INSTALLED)
 
 bench-loading: $(INSTALLED)
 	$(BIN)/python benchmarks/loading.py
+
+# Detection on frozen features, all 50,000 CIFAR-10N images, every label set, 3 seeds, crust-clean beside cleanlab,
+# Datalab, a kNN vote, CE heads and FiftyOne mistakenness (about 90 minutes on 2 CPU cores)
+bench-frozen: $(INSTALLED) weights
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/frozen.py --labels random1 worse aggre --seeds 0 1 2
 
 # --train head on all 50,000 CIFAR-10N images, cold and warm feature cache (about 6 minutes on 2 CPU cores)
 bench-fast-path: $(INSTALLED) weights

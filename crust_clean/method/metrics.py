@@ -34,7 +34,7 @@ def ranking_metrics(score: np.ndarray, is_noisy: np.ndarray, flagged: np.ndarray
 
     AUROC, average precision; precision / recall / F1 of the ``flagged`` mask (a method's own decision
     rule, when it has one) and of the top-k samples with k = the true number of noisy samples (ties
-    broken by order); recall among the top 1 % and 5 %.
+    broken by order); recall and precision among the top 1 % and 5 %.
     """
     score = np.asarray(score, dtype=np.float64)
     is_noisy = np.asarray(is_noisy, dtype=bool)
@@ -52,6 +52,8 @@ def ranking_metrics(score: np.ndarray, is_noisy: np.ndarray, flagged: np.ndarray
         "at_noise_count": _precision_recall_f1(top(n_noisy), is_noisy),
         "recall_top_1pct": float((top(max(1, round(0.01 * n))) & is_noisy).sum() / max(n_noisy, 1)),
         "recall_top_5pct": float((top(max(1, round(0.05 * n))) & is_noisy).sum() / max(n_noisy, 1)),
+        "precision_top_1pct": float(is_noisy[order[:max(1, round(0.01 * n))]].mean()),
+        "precision_top_5pct": float(is_noisy[order[:max(1, round(0.05 * n))]].mean()),
         "noisy": n_noisy, "samples": n,
     }
     if flagged is not None:

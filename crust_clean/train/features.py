@@ -129,6 +129,37 @@ def random_view(features: np.ndarray) -> torch.Tensor:
 
 
 @dataclass
+class Backbone:
+    """A frozen pretrained backbone: the module giving pooled features, its timm data config, the whole timm
+    model's state (a new head included: what the saved model starts from) and its classifier's name."""
+
+    module: torch.nn.Module
+    data_cfg: dict
+    state: dict
+    classifier: str
+
+
+def frozen_backbone(cfg: RunConfig, num_classes: int) -> Backbone:
+    from . import models
+
+    model = models.create_model(cfg.model, num_classes)  # pretrained body, a zero head
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    classifier = models.classifier_name(model)
+    model.reset_classifier(0)  # timm's pooled features: the classifier's input
+    return Backbone(model, models.data_config(model, cfg.model), state, classifier)
+
+
+def features_of(backbone: Backbone, samples: Samples, cfg: RunConfig, ctx) -> "Features":
+    """The features of ``samples`` (eval view, then ``data.feature_views`` augmented ones): cached, or computed."""
+    from . import models
+
+    train_tf, eval_tf = models.build_transforms(backbone.data_cfg, cfg.train)
+    description = cache_description(cfg, samples, backbone.data_cfg, models.weights_identity(cfg.model))
+    return load_or_extract(backbone.module, samples, [eval_tf] + [train_tf] * cfg.data.feature_views, description,
+                           ctx, cache_root(cfg))
+
+
+@dataclass
 class Features:
     """The features of a source's samples and the samples whose image could not be decoded."""
 

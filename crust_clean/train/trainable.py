@@ -63,25 +63,19 @@ def prepare(samples: Samples, truth: np.ndarray | None, cfg: RunConfig, ctx, *, 
 
 
 def _head(samples: Samples, truth: np.ndarray | None, cfg: RunConfig, ctx) -> Trainable:
-    from .features import Head, cache_description, cache_root, eval_view, load_or_extract, random_view
+    from .features import Head, eval_view, features_of, frozen_backbone, random_view
 
-    backbone = models.create_model(cfg.model, samples.num_classes)  # pretrained body, a zero head
-    data_cfg = models.data_config(backbone, cfg.model)
-    train_tf, eval_tf = models.build_transforms(data_cfg, cfg.train)
-    state = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
-    classifier = models.classifier_name(backbone)
-    backbone.reset_classifier(0)  # timm's pooled features: the classifier's input
-    description = cache_description(cfg, samples, data_cfg, models.weights_identity(cfg.model))
-    features = load_or_extract(backbone, samples, [eval_tf] + [train_tf] * cfg.data.feature_views, description,
-                               ctx, cache_root(cfg))
+    backbone = frozen_backbone(cfg, samples.num_classes)
+    features = features_of(backbone, samples, cfg, ctx)
     samples, store, truth = _without(features.failed, samples, features.store, truth)
     torch.manual_seed(cfg.train.seed)
     hidden = cfg.model.head_hidden if cfg.model.head == "mlp" else None
     mean, std = store.statistics()
     head = Head(store.width, samples.num_classes, hidden=hidden, mean=mean, std=std)
     facts = {"cache": "features", "features_cached": features.cached, "feature_seconds": round(features.seconds, 2)}
-    return Trainable(head, samples, store, truth, random_view, eval_view, data_cfg, facts,
-                     info={"trained": "head", "head_hidden": hidden}, backbone=state, classifier=classifier)
+    return Trainable(head, samples, store, truth, random_view, eval_view, backbone.data_cfg, facts,
+                     info={"trained": "head", "head_hidden": hidden}, backbone=backbone.state,
+                     classifier=backbone.classifier)
 
 
 def _without(failed: list[tuple[int, str]], samples: Samples, store, truth: np.ndarray | None):

@@ -97,6 +97,8 @@ def test_ranking_metrics_against_brute_force():
     flagged = score > 0.8
     assert m["own_rule"]["precision"] == pytest.approx((flagged & noisy).sum() / flagged.sum())
     assert m["recall_top_5pct"] == pytest.approx((noisy[np.argsort(-score)[:10]]).sum() / k)
+    assert m["precision_top_5pct"] == pytest.approx(noisy[np.argsort(-score)[:10]].mean())
+    assert m["precision_top_1pct"] == pytest.approx(float(noisy[np.argmax(score)]))  # 1 % of 200: the top sample
 
 
 def test_suspect_rule_is_one_of_top_threshold_or_the_runs_own():
