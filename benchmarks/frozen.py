@@ -3,11 +3,14 @@ sets, every method on the same features.
 
     .venv/bin/python benchmarks/frozen.py --labels random1 worse aggre --seeds 0 1 2      (make bench-frozen)
 
-Features: EfficientNet-Lite0 with the ImageNet weights `make weights` installs (inputs in [-1, 1]) at 128 px,
-pooled (1,280-d), computed once by crust-clean's feature pass and shared by every method, label set and seed
-(the images are written once by index; a manifest per label set names them). Methods, scored on the training
-split of each seed's crust-clean run (the other 10 % picks its saved model):
+Label sets: CIFAR-10N's aggre / random1 / worse, and near-clean (CIFAR-10's own labels, 1 % moved to another
+class at random). Features: EfficientNet-Lite0 with the ImageNet weights `make weights` installs (inputs in
+[-1, 1]) at 128 px, pooled (1,280-d), computed once by crust-clean's feature pass and shared by every method,
+label set and seed (the images are written once by index; a manifest per label set names them). Methods, scored
+on the training split of each seed's crust-clean run (the other 10 % picks its saved model):
   crust linear / crust mlp   crust-clean --train head (the frozen-lite0 config), its score and its own rule
+  crust linear, noise-sized  the same with crust.coreset_from_noise: each class's coreset sized to its estimated
+                             noise rate (method/coreset_size.py)
   ce linear / ce mlp         the same head trained by plain cross-entropy (--selector none): mean 1 - p(given)
                              with the run's rule; ce final loss and ce AUM from the same runs (no rule)
   cleanlab LR                cleanlab find_label_issues on 5-fold cross-validated logistic regression over the
@@ -17,7 +20,8 @@ split of each seed's crust-clean run (the other 10 % picks its saved model):
                              label; rule: the neighbours' majority label differs from the given one
   fiftyone mistakenness      FiftyOne Brain compute_mistakenness from the ce linear run's logits; rule: > 0.5
 Test accuracy: each saved head on the 10,000 clean test images' features. Seconds: each method's own work (the
-shared feature pass is reported once). Writes benchmarks/results/frozen-<labels>.json and frozen.md.
+shared feature pass is reported once). Writes benchmarks/results/frozen-<labels>.json and frozen.md; the run
+folders stay in --work/runs/cifar10n-<labels>-frozen/seed<k>/ for benchmarks/signals.py.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
 WEIGHTS = ROOT / "weights" / "efficientnet_lite0-imagenet.safetensors"
-LABEL_SETS = {"aggre": "aggre_label", "random1": "random_label1", "worse": "worse_label"}
+LABEL_SETS = {"aggre": "aggre_label", "random1": "random_label1", "worse": "worse_label",
+              "near-clean": "clean_label, 1 % symmetric noise (seed 0)"}
+NEAR_CLEAN_NOISE = 0.01
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -46,7 +52,7 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 def prepare(data_root: Path, work: Path) -> Path:
     """work/images/{train,test}/NNNNN.jpg once; a manifest per label set, truth.csv and test.csv."""
     if (work / "test.csv").is_file():
-        return work
+        return near_clean(work)
     index = pd.read_csv(data_root / "cifar10" / "index.csv")
     human = pd.read_csv(data_root / "cifar10n" / "labels.csv").sort_values("index")
     archive = zipfile.ZipFile(data_root / "cifar10" / "cifar10-jpeg.zip")
@@ -64,8 +70,23 @@ def prepare(data_root: Path, work: Path) -> Path:
     pd.DataFrame({"sample_id": train_paths, "true_label": [CLASSES[c] for c in human["clean_label"]]}).to_csv(
         work / "truth.csv", index=False)
     for name, column in LABEL_SETS.items():
-        pd.DataFrame({"path": train_paths, "label": [CLASSES[c] for c in human[column]]}).to_csv(
-            work / f"{name}.csv", index=False)
+        if column in human:
+            pd.DataFrame({"path": train_paths, "label": [CLASSES[c] for c in human[column]]}).to_csv(
+                work / f"{name}.csv", index=False)
+    return near_clean(work)
+
+
+def near_clean(work: Path) -> Path:
+    """near-clean.csv: CIFAR-10's own labels with 1 % of them moved to a uniformly drawn other class; a dataset
+    as nearly clean as a curated one, to see what CRUST's smaller training set costs where little is wrong."""
+    from crust_clean.method.noise import symmetric_noise
+
+    if not (work / "near-clean.csv").is_file():
+        truth = pd.read_csv(work / "truth.csv")
+        labels = symmetric_noise(truth["true_label"].map(CLASSES.index).to_numpy(), NEAR_CLEAN_NOISE, len(CLASSES),
+                                 np.random.default_rng(0))
+        pd.DataFrame({"path": truth["sample_id"], "label": [CLASSES[c] for c in labels]}).to_csv(
+            work / "near-clean.csv", index=False)
     return work
 
 
@@ -164,43 +185,56 @@ def mistakenness(run, train_ids: list[str]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ one table
+def run_dir(args, labels: str, seed: int) -> Path:
+    """Where a seed's run folders are kept, as benchmarks/signals.py reads them (with the truth in data/)."""
+    folder = args.work / "runs" / f"cifar10n-{labels}-frozen" / f"seed{seed}"
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    (folder / "data" / "truth.csv").write_bytes((args.work / "truth.csv").read_bytes())
+    return folder
+
+
+#: crust-clean fits: name -> options beside the recipe (ce: the same head without selection)
+FITS = {"crust linear": {}, "crust mlp": {"head": "mlp"},
+        "crust linear, noise-sized": {"coreset_from_noise": True},
+        "ce linear": {"selector": "none"}, "ce mlp": {"head": "mlp", "selector": "none"}}
+PEERS = ("cleanlab LR", "cleanlab Datalab kNN", "kNN vote", "fiftyone mistakenness")
+
+
 def one_seed(work: Path, labels: str, seed: int, shared: dict, args) -> dict:
-    """Every method on one label set and seed; (method -> metrics + seconds [+ test accuracy])."""
+    """The chosen methods on one label set and seed; (method -> metrics + seconds [+ test accuracy])."""
+    from crust_clean.data.sources import stratified_split
     from crust_clean.method.metrics import ranking_metrics
+    from crust_clean.run.folder import Run
 
     manifest = work / f"{labels}.csv"
     given_all = pd.read_csv(manifest)["label"].map(CLASSES.index).to_numpy()
     truth_all = pd.read_csv(work / "truth.csv")["true_label"].map(CLASSES.index).to_numpy()
-    runs, scored = {}, {}
-    for name, options in (("crust linear", {}), ("crust mlp", {"head": "mlp"}),
-                          ("ce linear", {"selector": "none"}), ("ce mlp", {"head": "mlp", "selector": "none"})):
-        run, seconds = crust_clean_fit(manifest, args.work / "runs" / f"{labels}-{seed}-{name.replace(' ', '-')}",
-                                       seed, args, **options)
-        runs[name] = run
-        scores = run.scores
-        scored[name] = {"ids": scores["sample_id"].tolist(), "score": scores["score"].to_numpy(),
-                        "flagged": scores["suspect"].to_numpy(), "seconds": seconds,
-                        "test_accuracy": test_accuracy(run, shared["test"], shared["test_labels"])}
+    train_rows, _ = stratified_split(given_all, 0.1, seed)  # what every fit of this seed trains on
+    train_ids = [f"images/train/{i:05d}.jpg" for i in train_rows]
+    scored = {}
+    for name in [m for m in args.methods if m in FITS]:
+        run, seconds = crust_clean_fit(manifest, run_dir(args, labels, seed) / name.replace(" ", "-").replace(",", ""),
+                                       seed, args, **FITS[name])
+        scores = run.scores.set_index("sample_id").loc[train_ids]
+        scored[name] = {"score": scores["score"].to_numpy(), "flagged": scores["suspect"].to_numpy(),
+                        "seconds": seconds, "test_accuracy": test_accuracy(run, shared["test"], shared["test_labels"])}
         if name.startswith("ce"):
-            scored[f"{name}: final loss"] = {"ids": scores["sample_id"].tolist(), "seconds": 0.0,
-                                             "score": run.ledger().query(f"epoch == {args.epochs - 1}")
-                                             .set_index("sample_id").loc[scores["sample_id"], "loss"].to_numpy()}
-            scored[f"{name}: AUM"] = {"ids": scores["sample_id"].tolist(), "score": -scores["aum"].to_numpy(),
-                                      "seconds": 0.0}
-    train_ids = scored["crust linear"]["ids"]
-    position = {f"images/train/{i:05d}.jpg": i for i in range(len(given_all))}
-    rows = np.array([position[s] for s in train_ids])
-    for name, result in (("cleanlab LR", cleanlab_lr(shared["train"], given_all, seed)),
-                         ("cleanlab Datalab kNN", datalab_knn(shared["train"], given_all)),
-                         ("kNN vote", knn_vote(shared["train"], given_all))):
-        scored[name] = {"ids": train_ids, "score": result["score"][rows], "flagged": result["flagged"][rows],
+            last = run.ledger().query(f"epoch == {args.epochs - 1}").set_index("sample_id")
+            scored[f"{name}: final loss"] = {"score": last.loc[train_ids, "loss"].to_numpy(), "seconds": 0.0}
+            scored[f"{name}: AUM"] = {"score": -scores["aum"].to_numpy(), "seconds": 0.0}
+    peers = {"cleanlab LR": lambda: cleanlab_lr(shared["train"], given_all, seed),
+             "cleanlab Datalab kNN": lambda: datalab_knn(shared["train"], given_all),
+             "kNN vote": lambda: knn_vote(shared["train"], given_all)}
+    for name in [m for m in args.methods if m in peers]:
+        result = peers[name]()
+        scored[name] = {"score": result["score"][train_rows], "flagged": result["flagged"][train_rows],
                         "seconds": result["seconds"]}
-    scored["fiftyone mistakenness"] = {"ids": train_ids, **mistakenness(runs["ce linear"], train_ids)}
-    noisy = given_all != truth_all
+    if "fiftyone mistakenness" in args.methods:  # from the ce linear run of this seed (this time's or a kept one)
+        scored["fiftyone mistakenness"] = mistakenness(Run(run_dir(args, labels, seed) / "ce-linear"), train_ids)
+    noisy = (given_all != truth_all)[train_rows]
     out = {}
     for name, result in scored.items():
-        order = np.array([position[s] for s in result["ids"]])
-        metrics = ranking_metrics(result["score"], noisy[order], result.get("flagged"))
+        metrics = ranking_metrics(result["score"], noisy, result.get("flagged"))
         out[name] = {**metrics, "seconds": round(result["seconds"], 1),
                      **({"test_accuracy": result["test_accuracy"]} if "test_accuracy" in result else {})}
         print(f"{labels} seed {seed} {name:28s} AUROC {metrics['auroc']:.3f} "
@@ -215,6 +249,8 @@ def main() -> None:
     parser.add_argument("--labels", nargs="+", default=["random1", "worse", "aggre"], choices=list(LABEL_SETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--methods", nargs="+", default=list(FITS) + list(PEERS), choices=list(FITS) + list(PEERS),
+                        help="a subset: its results replace those of the same methods in an earlier results file")
     args = parser.parse_args()
     args.work = args.work.resolve()
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
@@ -223,12 +259,17 @@ def main() -> None:
     work = prepare(args.data, args.work)
     shared = features(work, args)
     for labels in args.labels:
-        seeds = {seed: one_seed(work, labels, seed, shared, args) for seed in args.seeds}
-        result = {"labels": labels, "column": LABEL_SETS[labels], "seeds": args.seeds, "epochs": args.epochs,
-                  "feature_pass_seconds": round(shared["seconds"], 1), "machine": f"{platform.machine()}, "
+        path = RESULTS / f"frozen-{labels}.json"
+        earlier = json.loads(path.read_text())["results"] if path.is_file() else {}
+        seeds = {str(seed): {**earlier.get(str(seed), {}), **one_seed(work, labels, seed, shared, args)}
+                 for seed in args.seeds}
+        seconds = shared["seconds"] if shared["seconds"] > 60 or not path.is_file() else \
+            json.loads(path.read_text())["feature_pass_seconds"]  # a cached pass: keep the measured cold one
+        result = {"labels": labels, "column": LABEL_SETS[labels], "seeds": sorted({*map(int, seeds)}),
+                  "epochs": args.epochs, "feature_pass_seconds": round(seconds, 1), "machine": f"{platform.machine()}, "
                   f"{os.cpu_count()} cores, no GPU", "results": seeds}
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"frozen-{labels}.json").write_text(json.dumps(result, indent=2) + "\n")
+        path.write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "frozen.md").write_text(markdown())
 
 

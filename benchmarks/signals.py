@@ -12,7 +12,10 @@ over seeds of
   other way), all from the same run:
   mean 1-p(given) over epochs (crust-clean's score), over the last half of the epochs, at the last epoch,
   under the saved (validation-chosen) model, minus the area under the margin, 1 - selection rate,
-  never selected, and the rank average of the score and 1 - selection rate;
+  never selected, and the rank average of the score and 1 - selection rate; where the run recorded them, the
+  held-out score (mean 1-p(given) over the epochs whose training saw the sample neither as a medoid nor as a
+  mixup partner), the same over the epochs it was no medoid (partners' leak: the gap between the two),
+  1 - neighbour agreement and the rank averages of the score and of the held-out score with it;
 * F1 of candidate decision rules: score > 0.5, the saved model disagrees with the given label, most epochs
   disagree, and the top n-hat by score with n-hat = the number of saved-model disagreements;
 * for crust runs, the coreset's composition: label accuracy of the selected medoids and the selection rate of
@@ -67,6 +70,20 @@ def run_signals(run: Path, is_noisy_of: pd.Series) -> dict:
         "saved model 1-p(given)": 1 - saved_probs[np.arange(len(ids)), given],
         "-AUM": -scores["aum"].to_numpy(),
     }
+    if "held_out_score" in scores and scores["held_out_score"].notna().any():
+        held_out = scores["held_out_score"].fillna(scores["score"]).to_numpy()  # never held out: its score
+        medoid = wide["selected"].astype("boolean").fillna(True).to_numpy(dtype=bool)  # warm-up: trained
+        not_medoid = np.where(~medoid, prob, np.nan)
+        signals["held-out 1-p(given)"] = held_out
+        signals["not-medoid 1-p(given)"] = np.where(np.isnan(not_medoid).all(1), score,
+                                                    1 - np.nanmean(not_medoid, axis=1))
+    if "neighbour_agreement" in scores:
+        disagreement = 1 - scores["neighbour_agreement"].to_numpy()
+        signals["1 - neighbour agreement"] = disagreement
+        signals["rank mean(score, 1 - agreement)"] = rankdata(score) + rankdata(disagreement)
+        if "held-out 1-p(given)" in signals:
+            signals["rank mean(held-out, 1 - agreement)"] = rankdata(signals["held-out 1-p(given)"]) + \
+                rankdata(disagreement)
     out = {"auroc": {}, "rules": {}, "coreset": {}}
     if scores["selection_rate"].notna().all():
         rate = scores["selection_rate"].to_numpy()
@@ -92,13 +109,15 @@ def run_signals(run: Path, is_noisy_of: pd.Series) -> dict:
 
 
 def collect(runs: Path) -> dict:
-    """{dataset: {setting: [per-seed run_signals]}} for every kept run folder under ``runs``."""
+    """{dataset: {setting: [per-seed run_signals]}} for every kept run folder under ``runs``; a sample is
+    mislabeled where its given label (the run's samples.csv) differs from truth.csv's."""
     found: dict = {}
     for truth_csv in sorted(runs.glob("*/seed*/data/truth.csv")):
         seed_dir = truth_csv.parent.parent
         truth = pd.read_csv(truth_csv, dtype=str).set_index("sample_id")["true_label"]
-        is_noisy = pd.Series([s.split("/")[0] != t for s, t in truth.items()], index=truth.index)
         for run in sorted(p for p in seed_dir.iterdir() if (p / "ledger.parquet").exists()):
+            given = pd.read_csv(run / "samples.csv", dtype=str).set_index("sample_id")["given_label"]
+            is_noisy = given != truth.loc[given.index]
             found.setdefault(seed_dir.parent.name, {}).setdefault(run.name, []).append(run_signals(run, is_noisy))
     return found
 

@@ -151,6 +151,7 @@ def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_re
         prepare(resolved.model)
         click.echo(dump_yaml(resolved), nl=False)
         _print_description(describe(source, resolved))
+        _print_transforms(resolved)
         return
     run = fit_run(source, out=out, config=config_file, overwrite=overwrite, progress=not quiet, **options)
     _print_finished(run, with_report)
@@ -345,6 +346,20 @@ def _print_description(info: dict, *, all_skipped: bool = False) -> None:
         click.echo(f"# ... and {len(info['skipped']) - 10} more skipped (crust-clean check lists them all)")
     if info["empty_classes"]:
         click.echo(f"# classes without a readable image (not trained on): {', '.join(info['empty_classes'])}")
+
+
+def _print_transforms(cfg: RunConfig) -> None:
+    from .train.models import describe_transforms
+
+    steps = describe_transforms(cfg)
+    where = (f"the {cfg.data.feature_views} augmented feature views (--feature-views)" if cfg.data.feature_views
+             else "nothing: --train head reads the eval view only") if cfg.model.train == "head" else "every epoch"
+    click.echo(f"# train augmentation, on {where}:")
+    for step in steps["train"]:
+        click.echo(f"#   {step}")
+    click.echo("# eval transform (eval passes, the saved model's pass, embeddings):")
+    for step in steps["eval"]:
+        click.echo(f"#   {step}")
 
 
 def _print_summary(run) -> None:

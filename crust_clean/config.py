@@ -96,7 +96,11 @@ class CrustConfig:
     selector: str = option("centrality", "coreset selector; none = plain full-data training", SELECTORS)
     class_split: str = option("given", "label that groups samples before selection", CLASS_SPLITS)
     proxy: str = option("last-layer", "gradient proxy: W^T(softmax-onehot) or softmax-onehot", PROXIES)
-    coreset_fraction: float = option(0.5, "share of each class selected per epoch")
+    coreset_fraction: float = option(0.5, "share of each class selected per epoch (with --coreset-from-noise: the "
+                                     "smallest share)")
+    coreset_from_noise: bool = option(False, "size each class's coreset to 1 - its noise rate - noise_margin, the "
+                                      "noise estimated by the warm-up model as confident learning does")
+    noise_margin: float = option(0.05, "--coreset-from-noise: how much below 1 - noise rate a class's share stays")
     warmup_epochs: int = option(5, "epochs on all training data before the first selection")
     mixup_alpha: float = option(1.0, "Beta(a, a) mixup of each medoid with a member of its cluster; 0 = off")
     greedy: str = option("lazy", "facility-location greedy: lazy (exact), stochastic or naive (exact, slow)", GREEDY)
@@ -151,6 +155,7 @@ class RunConfig:
         _check("model.train", self.model.train == "all" or self.model.pretrained or self.model.pretrained_weights,
                "head needs a pretrained backbone: add --pretrained or --pretrained-weights FILE")
         _check("crust.coreset_fraction", 0 < c.coreset_fraction <= 1, "must be in (0, 1]")
+        _check("crust.noise_margin", 0 <= c.noise_margin < 1, "must be in [0, 1)")
         _check("crust.warmup_epochs", c.warmup_epochs >= 0, "must be >= 0")
         _check("crust.mixup_alpha", c.mixup_alpha >= 0, "must be >= 0")
         _check("crust.stochastic_epsilon", 0 < c.stochastic_epsilon < 1, "must be in (0, 1)")

@@ -77,6 +77,10 @@ def test_dry_run_prints_config_and_dataset_without_training(noisy_colours, tmp_p
     config = yaml.safe_load(config_text)
     assert config["train"]["epochs"] == 7 and config["model"]["img_size"] == 32  # flag, then cpu-quick.yaml
     assert "160 samples, 4 classes, 0 skipped" in result.output and "24x24 (160)" in result.output
+    augmentation = result.output.split("# train augmentation, on every epoch:\n")[1].split("# eval transform")[0]
+    assert "RandomResizedCropAndInterpolation(size=(32, 32), scale=(0.35, 1.0)" in augmentation
+    assert "RandomHorizontalFlip" not in augmentation  # cpu-quick: digits are not mirrored
+    assert "CenterCrop(size=(32, 32))" in result.output.split("# eval transform")[1]
     assert not (tmp_path / "run").exists()
 
 

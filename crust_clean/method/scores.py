@@ -57,7 +57,9 @@ def score_samples(ledger: pd.DataFrame) -> pd.DataFrame:
     selection epochs in which the sample was in the coreset; NaN when the run had no selection
     epochs), ``never_selected`` (selection epochs exist and the sample entered none),
     ``epochs_selected``, ``predicted_label`` and ``prob_given`` (both from the last epoch),
-    ``mean_loss`` and ``aum`` (mean margin: lower = more likely mislabeled; NaN for ledgers without it).
+    ``mean_loss`` and ``aum`` (mean margin: lower = more likely mislabeled; NaN for ledgers without it), and
+    ``held_out_score``: the score over the epochs whose training did not see the sample (neither a medoid nor a
+    mixup partner; NaN when there was none, or for ledgers without the ``trained`` column).
     """
     grouped = ledger.groupby("sample_id", sort=False)
     last = ledger[ledger["epoch"] == ledger["epoch"].max()].set_index("sample_id")
@@ -72,9 +74,18 @@ def score_samples(ledger: pd.DataFrame) -> pd.DataFrame:
         "prob_given": last["prob_given"].astype(np.float64),
         "mean_loss": grouped["loss"].mean().astype(np.float64),
         "aum": grouped["margin"].mean().astype(np.float64) if "margin" in ledger else np.nan,
+        "held_out_score": _held_out_score(ledger, grouped),
     })
     out.index.name = "sample_id"
     return out
+
+
+def _held_out_score(ledger: pd.DataFrame, grouped) -> pd.Series | float:
+    if "trained" not in ledger:
+        return np.nan
+    held_out = ledger.loc[~ledger["trained"].astype(bool)]
+    mean = held_out.groupby("sample_id", sort=False)["prob_given"].mean().astype(np.float64)
+    return score(mean.reindex(grouped.size().index))
 
 
 @dataclass(frozen=True)

@@ -399,6 +399,12 @@ class Selection:
         weight[self.medoids] = self.weights
         return weight
 
+    def trained_mask(self, n: int) -> np.ndarray:
+        """(n,) the rows this epoch trains on: the medoids and their mixup partners."""
+        mask = self.selected_mask(n)
+        mask[self.partners] = True
+        return mask
+
 
 def _in_row_order(coreset: Coreset) -> Coreset:
     """The same coreset with its medoids sorted by row: partners and mixup weights are drawn in this order, so
@@ -452,9 +458,11 @@ def in_partitions(x: Tensor, k: int, select, *, partition_size: int, generator: 
     return Coreset(np.concatenate(medoids), np.concatenate(sizes), assignment)
 
 
-def select_coreset(proxies: Tensor, groups: np.ndarray, *, crust: CrustConfig, rng: np.random.Generator) -> Selection:
-    """One epoch's weighted coreset: ``round(crust.coreset_fraction * n_c)`` (at least 1) medoids within each
-    group c of rows, their normalised weights (``crust.max_weight``) and mixup partners.
+def select_coreset(proxies: Tensor, groups: np.ndarray, *, crust: CrustConfig, rng: np.random.Generator,
+                   fractions: np.ndarray | None = None) -> Selection:
+    """One epoch's weighted coreset: ``round(f_c * n_c)`` (at least 1) medoids within each group c of rows,
+    f_c = ``fractions[c]`` when given (``method.coreset_size``) else ``crust.coreset_fraction``, their normalised
+    weights (``crust.max_weight``) and mixup partners.
 
     Parameters
     ----------
@@ -484,7 +492,8 @@ def select_coreset(proxies: Tensor, groups: np.ndarray, *, crust: CrustConfig, r
     medoid_of = np.empty(len(proxies), dtype=np.int64)
     for c in np.unique(groups):
         rows = np.flatnonzero(groups == c)
-        k = max(1, int(round(crust.coreset_fraction * len(rows))))
+        share = crust.coreset_fraction if fractions is None else fractions[c]
+        k = max(1, int(round(share * len(rows))))
         x = proxies[torch.as_tensor(rows, device=proxies.device)]
         coreset = _in_row_order(in_partitions(x, k, select, partition_size=crust.partition_size, generator=generator))
         medoids.append(rows[coreset.medoids])

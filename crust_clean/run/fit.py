@@ -120,7 +120,7 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
                         writes=ranks.is_main, progress=ctx.progress)
     start_epoch = recorder.resume(model, optimisation) if resume else 0
     with recorder.interruptible():
-        for result in train(model, data, optimisation, ctx, start_epoch=start_epoch):
+        for result in train(model, data, optimisation, ctx, start_epoch=start_epoch, fractions=recorder.fractions):
             recorder.record(result, model, optimisation)
 
     saved = recorder.saved_model(model, last_epoch=cfg.train.epochs - 1)

@@ -190,6 +190,7 @@ class RunFolder:
             "prob_given": per_sample["prob_given"].to_numpy(),
             "mean_loss": per_sample["mean_loss"].to_numpy(),
             "aum": per_sample["aum"].to_numpy(),
+            "held_out_score": per_sample["held_out_score"].to_numpy(),
             "neighbour_agreement": neighbour_agreement,
         })
         table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)

@@ -12,6 +12,8 @@ loss            float32  cross-entropy w.r.t. the given label, after this epoch'
 predicted_label int64    argmax class after this epoch's training
 prob_given      float32  softmax probability of the given label after this epoch's training
 margin          float32  logit of the given label minus the largest other logit (AUM's margin)
+trained         boolean  the epoch's training saw the sample: a medoid or a medoid's mixup partner (every
+                         sample in warm-up / full-data epochs)
 =============== =======  ==========================================================================
 
 Selection columns describe the coreset trained on *in* epoch e; the other columns the eval pass at
@@ -68,6 +70,7 @@ class Ledger:
             "predicted_label": np.asarray(predicted, dtype=np.int64),
             "prob_given": np.asarray(prob_given, dtype=np.float32),
             "margin": np.asarray(margin, dtype=np.float32),
+            "trained": np.ones(n, dtype=bool) if selection is None else selection.trained_mask(n),
         }))
 
     def frame(self) -> pd.DataFrame:

@@ -60,6 +60,12 @@ class Recorder:
         self.epochs = self.folder.read_epochs()[:resumed.epoch + 1]
         return resumed.epoch + 1
 
+    @property
+    def fractions(self) -> np.ndarray | None:
+        """The coreset's per-class shares the books hold (a resumed run sized to its noise), else None."""
+        kept = self.epochs[-1].get("coreset_fractions") if self.epochs else None
+        return None if kept is None else np.asarray(kept, dtype=np.float64)
+
     @contextmanager
     def interruptible(self) -> Iterator[None]:
         """Ctrl-C becomes ``Interrupted``, saying how to resume."""
@@ -141,6 +147,8 @@ def epoch_metrics(result: EpochResult, given: np.ndarray, score: np.ndarray, is_
         "train_seconds": round(result.train_seconds, 4), "epoch_seconds": round(result.epoch_seconds, 4),
         "data_seconds": round(result.data_seconds, 4),
     }
+    if result.fractions is not None:  # exact: a resumed run selects with these very shares
+        row["coreset_fractions"] = [float(f) for f in result.fractions]
     if is_noisy is None:
         return row
     row["noisy_fit_rate"] = float((result.outputs.predicted[is_noisy] == given[is_noisy]).mean()) \

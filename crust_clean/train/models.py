@@ -19,7 +19,7 @@ import torch
 from timm.data import create_transform, resolve_data_config
 from timm.models import get_pretrained_cfg
 
-from ..config import FROM_SCRATCH_IMG_SIZE, ModelConfig, TrainConfig
+from ..config import FROM_SCRATCH_IMG_SIZE, ModelConfig, RunConfig, TrainConfig
 from ..errors import BadInputError
 
 
@@ -190,13 +190,21 @@ def _map_by_order(checkpoint: dict, target: dict, is_head: list[bool], path: Pat
 
 
 def data_config(model: torch.nn.Module, cfg: ModelConfig) -> dict:
-    """timm data config at ``input_size(cfg)``, no centre crop (the whole image is seen: a crop can cut away what
-    makes a label right or wrong); mean/std/interpolation from the model's pretrained config unless ``cfg.mean``
-    / ``cfg.std`` are set (weights ported from another implementation may expect other inputs)."""
+    """timm data config at ``input_size(cfg)`` with crop_pct 1: the shorter side resized to the input size, then the
+    central square (a square image is seen whole; no extra centre crop cuts away what makes a label right or
+    wrong); mean/std/interpolation from the model's pretrained config unless ``cfg.mean`` / ``cfg.std`` are set
+    (weights ported from another implementation may expect other inputs)."""
     size = input_size(cfg)
     overrides = {"input_size": (3, size, size), "crop_pct": 1.0}
     overrides.update({key: tuple(getattr(cfg, key)) for key in ("mean", "std") if getattr(cfg, key)})
     return resolve_data_config(overrides, model=model)
+
+
+def describe_transforms(cfg: RunConfig) -> dict[str, list[str]]:
+    """The train and eval transforms a fit of ``cfg`` runs, one step a line (what ``fit --dry-run`` prints)."""
+    model = timm.create_model(cfg.model.name, pretrained=False, num_classes=2)  # its pretrained config only
+    train, evaluate = build_transforms(data_config(model, cfg.model), cfg.train)
+    return {"train": [str(step) for step in train.transforms], "eval": [str(step) for step in evaluate.transforms]}
 
 
 def eval_transform(data_cfg: dict):

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ..config import RunConfig
 from ..data.torch_datasets import EpochPairs, ImageDataset, PairImages, PairKey, TrainingData
 from ..errors import CrustCleanError
+from ..method.coreset_size import class_fractions, estimate_noise_rates
 from ..method.proxies import compute_proxies
 from ..method.selection import Selection, select_coreset
 from .distributed import SINGLE, Ranks, batch_plan, broadcast, eval_shards, gather_rows
@@ -111,6 +112,7 @@ class EpochResult:
     epoch: int
     outputs: PassOutputs  # measured after this epoch's training
     selection: Selection | None  # the coreset trained on this epoch; None in warm-up / selector none
+    fractions: np.ndarray | None  # (K,) the share of each class kept (crust.coreset_from_noise), else None
     train_loss: float
     val_accuracy: float | None
     val_loss: float | None
@@ -305,8 +307,16 @@ def train_one_epoch(model, batches: TrainBatches, pairs: EpochPairs, optimisatio
     return total / max(count, 1)
 
 
-def select_pairs(outputs: PassOutputs, given: np.ndarray, ctx: TrainContext, *,
-                 epoch: int) -> tuple[Selection, EpochPairs]:
+def coreset_fractions(outputs: PassOutputs, given: np.ndarray, ctx: TrainContext) -> np.ndarray:
+    """(K,) the share of each class the coreset keeps, sized to the noise the model of ``outputs`` estimates."""
+    logits = outputs.logits.astype(np.float64)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    noise = estimate_noise_rates(probs / probs.sum(1, keepdims=True), given, logits.shape[1])
+    return class_fractions(noise, margin=ctx.cfg.crust.noise_margin, floor=ctx.cfg.crust.coreset_fraction)
+
+
+def select_pairs(outputs: PassOutputs, given: np.ndarray, ctx: TrainContext, *, epoch: int,
+                 fractions: np.ndarray | None = None) -> tuple[Selection, EpochPairs]:
     """This epoch's coreset from the last eval pass and its training pairs (medoid, partner, mixup lambda,
     weight). Rank 0 selects and broadcasts: one selection, never several that drift apart."""
     c = ctx.cfg.crust
@@ -314,7 +324,7 @@ def select_pairs(outputs: PassOutputs, given: np.ndarray, ctx: TrainContext, *,
     if ctx.ranks.is_main:
         rng = np.random.default_rng([ctx.cfg.train.seed, epoch])
         groups = outputs.predicted if c.class_split == "predicted" else given
-        selection = select_coreset(outputs.proxies, groups, crust=c, rng=rng)
+        selection = select_coreset(outputs.proxies, groups, crust=c, rng=rng, fractions=fractions)
         lambdas = rng.beta(c.mixup_alpha, c.mixup_alpha, len(selection.medoids)) if c.mixup_alpha > 0 else 1.0
         lambdas = np.broadcast_to(lambdas, selection.medoids.shape)
     selection, lambdas = broadcast((selection, lambdas) if ctx.ranks.is_main else None, ctx.ranks)
@@ -336,9 +346,13 @@ def _wrapped(model, ctx: TrainContext):
     return trained, evaluated
 
 
-def train(model, data: TrainingData, optimisation: Optimisation, ctx: TrainContext, *,
-          start_epoch: int = 0) -> Iterator[EpochResult]:
+def train(model, data: TrainingData, optimisation: Optimisation, ctx: TrainContext, *, start_epoch: int = 0,
+          fractions: np.ndarray | None = None) -> Iterator[EpochResult]:
     """Run Algorithm 1 from ``start_epoch`` to ``train.epochs``, yielding after each epoch.
+
+    With ``crust.coreset_from_noise`` each class's share of the coreset is sized once, at the first selection
+    epoch, from the warm-up model's estimate of its noise (``coreset_fractions``); a resumed run passes the
+    ``fractions`` it had.
 
     ``optimisation`` was made by ``Optimisation.create`` for ``model`` (and, when resuming, loaded from a
     checkpoint with the model and the global RNG). Randomness (loader order, augmentation, partners,
@@ -361,7 +375,9 @@ def train(model, data: TrainingData, optimisation: Optimisation, ctx: TrainConte
         wait = DataWait()
         selection = None
         if selecting and epoch >= c.warmup_epochs:
-            selection, pairs = select_pairs(outputs, data.train.labels, ctx, epoch=epoch)
+            if c.coreset_from_noise and fractions is None:
+                fractions = coreset_fractions(outputs, data.train.labels, ctx)
+            selection, pairs = select_pairs(outputs, data.train.labels, ctx, epoch=epoch, fractions=fractions)
         else:
             pairs = EpochPairs.full_data(len(data.train))
         selected_at = time.perf_counter()
@@ -377,7 +393,7 @@ def train(model, data: TrainingData, optimisation: Optimisation, ctx: TrainConte
             if val_batches is not None else None
         end = time.perf_counter()
         yield EpochResult(
-            epoch=epoch, outputs=outputs, selection=selection, train_loss=train_loss,
+            epoch=epoch, outputs=outputs, selection=selection, fractions=fractions, train_loss=train_loss,
             val_accuracy=float((val.predicted == data.val.labels).mean()) if val is not None else None,
             val_loss=float(val.loss.mean()) if val is not None else None, lr=lr,
             selection_seconds=selected_at - start, eval_seconds=end - trained_at,

@@ -59,5 +59,5 @@ def test_fit_reads_the_fiftyone_dataset_and_records_it(fo_dataset, tmp_path):
     assert set(run.scores["sample_id"]) <= set(dataset.values("id"))
     assert list(run.scores.columns) == ["sample_id", "path", "given_label", "predicted_label", "score", "suspect",
                                         "selection_rate", "never_selected", "epochs_selected", "prob_given",
-                                        "mean_loss", "aum", "neighbour_agreement"]
+                                        "mean_loss", "aum", "held_out_score", "neighbour_agreement"]
     assert json.loads((run.path / "source.json").read_text())["dataset"] == "colours-source"

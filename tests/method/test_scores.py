@@ -115,3 +115,16 @@ def test_suspect_rule_is_one_of_top_threshold_or_the_runs_own():
         SuspectRule(top=3, threshold=0.5)
     with pytest.raises(BadInputError, match="--top must be >= 0"):
         SuspectRule(top=-1)
+
+
+def test_held_out_score_counts_only_the_epochs_that_did_not_train_on_the_sample():
+    frame = ledger([(0, "a", None, 0.5, 0), (0, "b", None, 0.2, 1),
+                    (1, "a", True, 0.9, 0), (1, "b", False, 0.1, 1),
+                    (2, "a", False, 0.7, 0), (2, "b", False, 0.3, 1)])
+    frame["trained"] = [True, True, True, True, False, False]  # b was a's mixup partner in epoch 1
+    scores = score_samples(frame)
+    assert scores.loc["a", "held_out_score"] == pytest.approx(1 - 0.7)  # epoch 2 only
+    assert scores.loc["b", "held_out_score"] == pytest.approx(1 - 0.3)  # epoch 2 only: a partner is trained on
+    frame["trained"] = True
+    assert score_samples(frame)["held_out_score"].isna().all()  # never held out
+    assert score_samples(frame.drop(columns="trained"))["held_out_score"].isna().all()  # an older ledger

@@ -37,7 +37,7 @@ def test_every_output_is_written_with_the_right_shape(run, noisy_colours):
 
     ledger = run.ledger()
     assert list(ledger.columns) == ["epoch", "sample_id", "selected", "weight", "medoid", "loss",
-                                    "predicted_label", "prob_given", "margin"]
+                                    "predicted_label", "prob_given", "margin", "trained"]
     assert len(ledger) == n_train * QUICK["epochs"]
     warmup = ledger["epoch"] < QUICK["warmup_epochs"]
     assert ledger.loc[warmup, ["selected", "weight", "medoid"]].isna().all().all()
@@ -48,6 +48,9 @@ def test_every_output_is_written_with_the_right_shape(run, noisy_colours):
     assert (selecting.loc[~selecting["selected"], "weight"] == 0).all()
     assert selecting.loc[selecting["selected"], "weight"].groupby(selecting["epoch"]).mean().round(6).eq(1).all()
     assert set(selecting["medoid"]) <= set(selecting.loc[selecting["selected"], "sample_id"])
+    assert ledger.loc[warmup, "trained"].all()  # warm-up trains on every sample
+    assert (selecting.loc[selecting["selected"], "trained"]).all()  # medoids are trained on, and so are partners:
+    assert selecting.groupby("epoch")["trained"].sum().between(72, 144).all()  # at least the coreset, at most all
 
     scores = run.scores
     assert len(scores) == n_train and scores["sample_id"].is_unique
@@ -242,3 +245,21 @@ def test_a_compiled_fit_trains_the_same_model(noisy_colours, tmp_path):
     assert yaml.safe_load((compiled.path / "config.yaml").read_text())["train"]["compile"] == "eager"
     with pytest.raises(crust_clean.BadInputError, match="train.compile must be a torch.compile backend"):
         crust_clean.fit(noisy_colours, out=tmp_path / "bad", **{**options, "compile": "no-such-backend"})
+
+
+def test_a_coreset_sized_to_the_noise_keeps_its_shares_from_the_warm_up_model(noisy_colours, tmp_path):
+    run = crust_clean.fit(noisy_colours, out=tmp_path / "run", coreset_from_noise=True,
+                          true_labels=str(noisy_colours.parent / "truth.csv"), **QUICK)
+    selecting = [e for e in run.metrics["epochs"] if e["epoch"] >= QUICK["warmup_epochs"]]
+    fractions = selecting[0]["coreset_fractions"]
+    assert all(e["coreset_fractions"] == fractions for e in selecting)  # sized once, at the first selection
+    assert len(fractions) == 4 and all(0.5 <= f <= 0.95 for f in fractions)  # floor 0.5, margin 0.05
+    assert sum(fractions) / 4 > 0.6  # about 25 % wrong labels: well above the fixed half
+    ledger = run.ledger()
+    classes = run.model_info["class_names"]
+    given = run.samples.set_index("sample_id")["given_label"]
+    for epoch in range(QUICK["warmup_epochs"], QUICK["epochs"]):
+        rows = ledger[(ledger["epoch"] == epoch) & ledger["selected"].eq(True)]
+        counts = given.loc[rows["sample_id"]].value_counts()
+        sizes = given.loc[ledger.loc[ledger["epoch"] == epoch, "sample_id"]].value_counts()
+        assert all(counts[c] == max(1, round(fractions[i] * sizes[c])) for i, c in enumerate(classes))

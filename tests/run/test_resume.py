@@ -122,3 +122,26 @@ def test_a_run_with_loader_workers_resumes_identically(noisy_colours, tmp_path):
     process.wait()
     assert not (out / "scores.csv").exists(), "the run finished before it was killed: the test proves nothing"
     _assert_same_outputs(crust_clean.resume(out, progress=False), whole)
+
+
+def test_a_coreset_sized_to_the_noise_resumes_with_the_same_shares(noisy_colours, tmp_path, monkeypatch):
+    from crust_clean.errors import Interrupted
+    from crust_clean.run.recorder import Recorder
+
+    options = {**QUICK, "coreset_from_noise": True}
+    whole = crust_clean.fit(noisy_colours, out=tmp_path / "whole", **options)
+    record = Recorder.record
+
+    def stop_after_epoch_3(self, result, model, optimisation):  # the shares were sized at epoch 2
+        record(self, result, model, optimisation)
+        if result.epoch == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Recorder, "record", stop_after_epoch_3)
+    with pytest.raises(Interrupted):
+        crust_clean.fit(noisy_colours, out=tmp_path / "run", **options)
+    monkeypatch.undo()
+    resumed = crust_clean.resume(tmp_path / "run", progress=False)
+    assert [e.get("coreset_fractions") for e in resumed.metrics["epochs"]] == \
+        [e.get("coreset_fractions") for e in whole.metrics["epochs"]]
+    _assert_same_outputs(resumed, whole)
