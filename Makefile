@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 WEIGHTS := weights/efficientnet_lite0-imagenet.safetensors
 
 .PHONY: install demo test weights screenshot bench-quick bench-detect-full bench-selection bench-loading \
-	bench-fast-path bench-frozen clean
+	bench-fast-path bench-frozen bench-augment clean
 
 install: $(INSTALLED)
 
@@ -20,7 +20,7 @@ $(INSTALLED): pyproject.toml scripts/fix_mongod.py
 	touch $@
 
 demo: $(INSTALLED)
-	$(BIN)/python -m crust_clean.demo --out demo --config cpu-quick
+	$(BIN)/python -m crust_clean.demo --out demo --config digits
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
@@ -82,10 +82,25 @@ bench-loading: $(INSTALLED)
 	$(BIN)/python benchmarks/loading.py
 
 # Detection on frozen features, all 50,000 CIFAR-10N images, every label set, 3 seeds, crust-clean beside cleanlab,
-# Datalab, a kNN vote, CE heads and FiftyOne mistakenness (about 90 minutes on 2 CPU cores)
+# Datalab, a kNN vote, CE heads and FiftyOne mistakenness, then the signal study (about 2.5 hours on 2 CPU cores;
+# the MLP heads on random1 and worse only)
 bench-frozen: $(INSTALLED) weights
 	$(BIN)/pip install --quiet -e '.[bench]'
-	$(BIN)/python benchmarks/frozen.py --labels random1 worse aggre --seeds 0 1 2
+	$(BIN)/python benchmarks/frozen.py --labels random1 worse --seeds 0 1 2
+	$(BIN)/python benchmarks/frozen.py --labels aggre --seeds 0 1 2 --methods "crust linear" \
+		"crust linear, noise-sized" "ce linear" "cleanlab LR" "cleanlab Datalab kNN" "kNN vote" "fiftyone mistakenness"
+	$(BIN)/python benchmarks/frozen.py --labels near-clean --seeds 0 1 2 \
+		--methods "crust linear" "crust linear, noise-sized" "ce linear" "cleanlab LR" "kNN vote"
+	$(BIN)/python benchmarks/signals.py ../bench-work/frozen/runs --out signals-frozen
+
+# The default augmentation (hflip 0.5, crops down to 35 %) against the digits config on MNIST, 20 % symmetric noise,
+# 2,000 images, 3 seeds, CRUST and CE (about 15 minutes on 2 CPU cores)
+bench-augment: $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/detect.py --dataset mnist-sym20 --seeds 0 1 2 --epochs 20 --no-cleanlab \
+		--no-mistakenness --settings centrality/given/last-layer --set hflip=0.5 --tag=-aug-default
+	$(BIN)/python benchmarks/detect.py --dataset mnist-sym20 --seeds 0 1 2 --epochs 20 --no-cleanlab \
+		--no-mistakenness --settings centrality/given/last-layer --config digits --tag=-aug-digits
 
 # --train head on all 50,000 CIFAR-10N images, cold and warm feature cache (about 6 minutes on 2 CPU cores)
 bench-fast-path: $(INSTALLED) weights

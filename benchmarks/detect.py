@@ -384,9 +384,13 @@ def write_markdown() -> None:
              "`score > 0.5` before it changed; cleanlab: find_label_issues; mistakenness > 0.5). Epochs: full-data-equivalent epochs trained for the "
              "scores (cleanlab: 5 folds x 4/5 of the data). Test accuracy: the run's saved model on clean "
              "test images.", ""]
+    frozen = RESULTS / "frozen.md"  # the full-scale tables (benchmarks/frozen.py) first, one level down
+    if frozen.is_file():
+        lines += ["#" + line if line.startswith("#") else line for line in frozen.read_text().splitlines()]
+        lines += ["## 2,000-image subsets (`benchmarks/detect.py`)", ""]
     for path in sorted(RESULTS.glob("detect-*.json")):
         result = json.loads(path.read_text())
-        lines += [f"## {result['dataset']}", "",
+        lines += [f"### {result['dataset']}", "",
                   f"{result['noise']}; measured noisy share {_mean_std(result['noisy_share'])}; "
                   f"{result['subset']} training images (stratified), {result['test_images']} clean test images, "
                   f"{result['epochs']} epochs, seeds {result['seeds']}, {result['config']}"

@@ -2,11 +2,12 @@
 
     .venv/bin/python benchmarks/detect.py --dataset mnist-sym50 --seeds 0 1 2 --keep ../bench-runs
     .venv/bin/python benchmarks/signals.py ../bench-runs
+    .venv/bin/python benchmarks/signals.py ../bench-work/frozen/runs --out signals-frozen   (after frozen.py)
 
 Reads the run folders ``detect.py --keep`` left (``<runs>/<dataset>/seed<k>/<setting>/`` with ledger.parquet,
 scores.csv, samples.csv, predictions.parquet, metrics.json, and ``seed<k>/data/truth.csv``); trains nothing.
-Writes benchmarks/results/signals.json and benchmarks/results/signals.md: per dataset and setting, mean ± std
-over seeds of
+Writes benchmarks/results/signals.json and signals.md (``--out NAME``: NAME.json / .md): per dataset and
+setting, mean ± std over seeds of
 
 * the AUROC of each candidate signal (higher = more likely mislabeled; below 0.5 = the signal points the
   other way), all from the same run:
@@ -17,7 +18,9 @@ over seeds of
   mixup partner), the same over the epochs it was no medoid (partners' leak: the gap between the two),
   1 - neighbour agreement and the rank averages of the score and of the held-out score with it;
 * F1 of candidate decision rules: score > 0.5, the saved model disagrees with the given label, most epochs
-  disagree, and the top n-hat by score with n-hat = the number of saved-model disagreements;
+  disagree, and the top n-hat by score with n-hat = the number of saved-model disagreements (crust-clean's
+  rule) or n-hat = the wrong labels confident learning estimates from the saved model's probabilities (the
+  sum over classes of estimated noise rate x class size);
 * for crust runs, the coreset's composition: label accuracy of the selected medoids and the selection rate of
   clean and of mislabeled samples, averaged over the selection epochs.
 """
@@ -39,6 +42,7 @@ RESULTS = HERE / "results"
 
 def run_signals(run: Path, is_noisy_of: pd.Series) -> dict:
     """Signals, rules and coreset composition of one run folder; ``is_noisy_of`` maps sample_id -> bool."""
+    from crust_clean.method.coreset_size import estimate_noise_rates
     from crust_clean.method.metrics import ranking_metrics
 
     ledger = pd.read_parquet(run / "ledger.parquet")
@@ -101,8 +105,12 @@ def run_signals(run: Path, is_noisy_of: pd.Series) -> dict:
     estimated = int(saved_disagree.sum())
     top_estimated = np.zeros(len(ids), dtype=bool)
     top_estimated[np.argsort(-score, kind="stable")[:estimated]] = True
+    rates = estimate_noise_rates(saved_probs, given, len(class_names))
+    top_confident = np.zeros(len(ids), dtype=bool)
+    top_confident[np.argsort(-score, kind="stable")[:int(round((rates[given]).sum()))]] = True
     rules = {"score > 0.5": score > 0.5, "saved model disagrees": saved_disagree,
-             "most epochs disagree": disagree.mean(1) > 0.5, "top n-hat by score": top_estimated}
+             "most epochs disagree": disagree.mean(1) > 0.5, "top n-hat by score": top_estimated,
+             "top n-hat (confident learning) by score": top_confident}
     for name, flagged in rules.items():
         out["rules"][name] = ranking_metrics(score, is_noisy, flagged)["own_rule"]
     return out
@@ -131,7 +139,7 @@ def _mean_std(values) -> str:
 
 def markdown(found: dict) -> str:
     lines = ["# Noise signals and decision rules", "",
-             "Made by `benchmarks/signals.py` from the run folders `benchmarks/detect.py --keep` left "
+             "Made by `benchmarks/signals.py` from the run folders `benchmarks/detect.py --keep` (or `frozen.py`) left "
              "(see the docstrings); mean ± std over seeds (n = number of seeds).", ""]
     for dataset, settings in found.items():
         lines += [f"## {dataset}", ""]
@@ -164,13 +172,14 @@ def markdown(found: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", type=Path, help="the folder given to detect.py --keep")
+    parser.add_argument("runs", type=Path, help="the folder given to detect.py --keep (or frozen.py's --work/runs)")
+    parser.add_argument("--out", default="signals", help="results name: benchmarks/results/<out>.json / .md")
     args = parser.parse_args()
     found = collect(args.runs)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "signals.json").write_text(json.dumps(found, indent=1) + "\n")
-    (RESULTS / "signals.md").write_text(markdown(found))
-    print(f"wrote {RESULTS / 'signals.md'}")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(found, indent=1) + "\n")
+    (RESULTS / f"{args.out}.md").write_text(markdown(found))
+    print(f"wrote {RESULTS / args.out}.md")
 
 
 if __name__ == "__main__":
