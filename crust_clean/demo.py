@@ -1,7 +1,7 @@
 """The demo: a noisy ImageFolder built from scikit-learn's bundled digits (no download), a fit on it,
 and detection quality against the injected noise.
 
-    python -m crust_clean.demo --out demo --config cpu-quick      (what ``make demo`` runs)
+    python -m crust_clean.demo --out demo --config digits      (what ``make demo`` runs)
 
 Noise: symmetric, ``noise`` share of the fit images get a label drawn uniformly from the *other*
 classes (fixed seed). The true labels go to ``OUT/truth.csv`` only; the folder the fit reads has the
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo", help="folder for the data and the run (default: demo)")
     parser.add_argument("--config", default=None,
-                        help="config for the fit: a shipped name or a YAML file (make demo: cpu-quick)")
+                        help="config for the fit: a shipped name or a YAML file (make demo: digits)")
     parser.add_argument("--noise", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--selector", choices=SELECTORS, help="override the config's selector")

@@ -84,6 +84,16 @@ def test_dry_run_prints_config_and_dataset_without_training(noisy_colours, tmp_p
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("config, crop, flips", [("default", "scale=(0.35, 1.0)", True),
+                                                 ("digits", "scale=(0.8, 1.0)", False)])
+def test_dry_run_names_the_augmentation_each_config_runs(noisy_colours, tmp_path, config, crop, flips):
+    result = CliRunner().invoke(cli, ["fit", str(noisy_colours), "--dry-run", "--config", config])
+    assert result.exit_code == 0, result.output
+    augmentation = result.output.split("# train augmentation, on every epoch:\n")[1].split("# eval transform")[0]
+    assert crop in augmentation
+    assert ("RandomHorizontalFlip(p=0.5)" in augmentation) is flips
+
+
 def test_configs_lists_the_shipped_configs():
     result = CliRunner().invoke(cli, ["configs"])
     assert result.exit_code == 0
