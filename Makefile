@@ -91,6 +91,8 @@ bench-frozen: $(INSTALLED) weights
 		"crust linear, noise-sized" "ce linear" "cleanlab LR" "cleanlab Datalab kNN" "kNN vote" "fiftyone mistakenness"
 	$(BIN)/python benchmarks/frozen.py --labels near-clean --seeds 0 1 2 \
 		--methods "crust linear" "crust linear, noise-sized" "ce linear" "cleanlab LR" "kNN vote"
+	$(BIN)/python benchmarks/frozen.py --labels random1 worse --seeds 0 \
+		--methods "crust linear, noise-sized, warm-up 1" "crust linear, noise-sized, warm-up 8"
 	$(BIN)/python benchmarks/signals.py ../bench-work/frozen/runs --out signals-frozen
 
 # The default augmentation (hflip 0.5, crops down to 35 %) against the digits config on MNIST, 20 % symmetric noise,

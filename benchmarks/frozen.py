@@ -11,7 +11,7 @@ on the training split of each seed's crust-clean run (the other 10 % picks its s
   crust linear / crust mlp   crust-clean --train head (the frozen-lite0 config) with a fixed half of each class
                              as coreset (--no-coreset-from-noise), its score and its own rule
   crust linear, noise-sized  the same with crust.coreset_from_noise: each class's coreset sized to its estimated
-                             noise rate (method/coreset_size.py)
+                             noise rate (method/coreset_size.py); "warm-up 1 / 8": 1 or 8 warm-up epochs, not 3
   ce linear / ce mlp         the same head trained by plain cross-entropy (--selector none): mean 1 - p(given)
                              with the run's rule; ce final loss and ce AUM from the same runs (no rule)
   cleanlab LR                cleanlab find_label_issues on 5-fold cross-validated logistic regression over the
@@ -202,6 +202,8 @@ def run_dir(args, labels: str, seed: int) -> Path:
 #: crust-clean fits: name -> options beside the recipe (ce: the same head without selection)
 FITS = {"crust linear": {"coreset_from_noise": False}, "crust mlp": {"head": "mlp", "coreset_from_noise": False},
         "crust linear, noise-sized": {"coreset_from_noise": True},
+        "crust linear, noise-sized, warm-up 1": {"coreset_from_noise": True, "warmup_epochs": 1},
+        "crust linear, noise-sized, warm-up 8": {"coreset_from_noise": True, "warmup_epochs": 8},
         "ce linear": {"selector": "none"}, "ce mlp": {"head": "mlp", "selector": "none"}}
 PEERS = ("cleanlab LR", "cleanlab Datalab kNN", "kNN vote", "fiftyone mistakenness")
 
@@ -255,7 +257,8 @@ def main() -> None:
     parser.add_argument("--labels", nargs="+", default=["random1", "worse", "aggre"], choices=list(LABEL_SETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--methods", nargs="+", default=list(FITS) + list(PEERS), choices=list(FITS) + list(PEERS),
+    parser.add_argument("--methods", nargs="+", default=[m for m in FITS if "warm-up" not in m] + list(PEERS),
+                        choices=list(FITS) + list(PEERS),
                         help="a subset: its results replace those of the same methods in an earlier results file")
     args = parser.parse_args()
     args.work = args.work.resolve()
@@ -267,8 +270,9 @@ def main() -> None:
     for labels in args.labels:
         path = RESULTS / f"frozen-{labels}.json"
         earlier = json.loads(path.read_text()) if path.is_file() else {}
-        seeds = {str(seed): {**earlier.get("results", {}).get(str(seed), {}),
-                             **one_seed(work, labels, seed, shared, args)} for seed in args.seeds}
+        seeds = dict(earlier.get("results", {}))  # other seeds' and other methods' results stay
+        for seed in args.seeds:
+            seeds[str(seed)] = {**seeds.get(str(seed), {}), **one_seed(work, labels, seed, shared, args)}
         result = {"labels": labels, "column": LABEL_SETS[labels], "seeds": sorted({*map(int, seeds)}),
                   "epochs": args.epochs, "feature_pass_seconds": shared["seconds"], "machine": f"{platform.machine()}, "
                   f"{os.cpu_count()} cores, no GPU", "results": seeds,
@@ -298,15 +302,17 @@ def markdown() -> str:
                   *[f"\nNote: {note}" for note in result.get("notes", [])],
                   "", "| method | AUROC | AP | P | R | F1 | prec. top 1 % | prec. top 5 % | test acc. | seconds |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        for method in runs[0]:
+        for method in dict.fromkeys(m for run in runs for m in run):  # a method run on fewer seeds: those only
             def cell(get, digits=3):
-                values = [get(run[method]) for run in runs]
+                values = [get(run[method]) for run in runs if method in run]
                 if any(v is None for v in values):
                     return ""
                 return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}" if len(values) > 1 else \
                     f"{values[0]:.{digits}f}"
             own = (lambda key: lambda m: m["own_rule"][key] if "own_rule" in m else None)
-            lines.append(f"| {method} | {cell(lambda m: m['auroc'])} | {cell(lambda m: m['average_precision'])} | "
+            seeds = sum(method in run for run in runs)
+            name = method if seeds == len(runs) else f"{method} ({seeds} of {len(runs)} seeds)"
+            lines.append(f"| {name} | {cell(lambda m: m['auroc'])} | {cell(lambda m: m['average_precision'])} | "
                          f"{cell(own('precision'))} | {cell(own('recall'))} | {cell(own('f1'))} | "
                          f"{cell(lambda m: m['precision_top_1pct'])} | {cell(lambda m: m['precision_top_5pct'])} | "
                          f"{cell(lambda m: m.get('test_accuracy'))} | "
