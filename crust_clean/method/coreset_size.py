@@ -4,8 +4,9 @@ A fixed half of each class leaves out half of the clean samples every epoch; wit
 weakens the model. ``crust.coreset_from_noise`` keeps ``1 - noise_c - margin`` of class c instead (never less than
 ``crust.coreset_fraction``), with noise_c estimated once from the model at the end of the warm-up, as confident
 learning estimates it (Northcutt et al. 2021): a sample is counted as confidently of class j when its probability
-of j reaches class j's mean self-confidence (the threshold t_j, less 1e-6 against rounding) and j is its likeliest such class; noise_c is the
-share of class c's confidently counted samples that are confidently another class. Pure functions.
+of j reaches class j's mean self-confidence (the threshold t_j, less 1e-6 against rounding) and j is its likeliest
+such class; noise_c is the share of class c's confidently counted samples that are confidently another class.
+Pure functions.
 """
 
 from __future__ import annotations

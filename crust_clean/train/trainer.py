@@ -309,9 +309,8 @@ def train_one_epoch(model, batches: TrainBatches, pairs: EpochPairs, optimisatio
 
 def coreset_fractions(outputs: PassOutputs, given: np.ndarray, ctx: TrainContext) -> np.ndarray:
     """(K,) the share of each class the coreset keeps, sized to the noise the model of ``outputs`` estimates."""
-    logits = outputs.logits.astype(np.float64)
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    noise = estimate_noise_rates(probs / probs.sum(1, keepdims=True), given, logits.shape[1])
+    probs = torch.from_numpy(outputs.logits).double().softmax(1).numpy()
+    noise = estimate_noise_rates(probs, given, probs.shape[1])
     return class_fractions(noise, margin=ctx.cfg.crust.noise_margin, floor=ctx.cfg.crust.coreset_fraction)
 
 
