@@ -44,6 +44,7 @@ def run_signals(run: Path, is_noisy_of: pd.Series) -> dict:
     """Signals, rules and coreset composition of one run folder; ``is_noisy_of`` maps sample_id -> bool."""
     from crust_clean.method.coreset_size import estimate_noise_rates
     from crust_clean.method.metrics import ranking_metrics
+    from crust_clean.method.scores import top_scores
 
     ledger = pd.read_parquet(run / "ledger.parquet")
     scores = pd.read_csv(run / "scores.csv", dtype={"sample_id": str}).set_index("sample_id")
@@ -102,15 +103,11 @@ def run_signals(run: Path, is_noisy_of: pd.Series) -> dict:
             if (signals["never selected"] > 0).any() else None
     for name, values in signals.items():
         out["auroc"][name] = float(roc_auc_score(is_noisy, values))
-    estimated = int(saved_disagree.sum())
-    top_estimated = np.zeros(len(ids), dtype=bool)
-    top_estimated[np.argsort(-score, kind="stable")[:estimated]] = True
-    rates = estimate_noise_rates(saved_probs, given, len(class_names))
-    top_confident = np.zeros(len(ids), dtype=bool)
-    top_confident[np.argsort(-score, kind="stable")[:int(round((rates[given]).sum()))]] = True
+    confident_count = int(round(estimate_noise_rates(saved_probs, given, len(class_names))[given].sum()))
     rules = {"score > 0.5": score > 0.5, "saved model disagrees": saved_disagree,
-             "most epochs disagree": disagree.mean(1) > 0.5, "top n-hat by score": top_estimated,
-             "top n-hat (confident learning) by score": top_confident}
+             "most epochs disagree": disagree.mean(1) > 0.5,
+             "top n-hat by score": top_scores(score, int(saved_disagree.sum())),
+             "top n-hat (confident learning) by score": top_scores(score, confident_count)}
     for name, flagged in rules.items():
         out["rules"][name] = ranking_metrics(score, is_noisy, flagged)["own_rule"]
     return out
