@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import sys
 import typing
+import warnings
 from collections.abc import Collection
 
 import click
 
 from .config import MANIFEST_FORMATS, MANIFEST_POLICIES, DataConfig, RunConfig
-from .errors import BadInputError, CrustCleanError
+from .errors import BadInputError, CrustCleanError, CrustCleanWarning
 from .train.distributed import torchrun_ranks
 
 _PYTHON_TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING}
@@ -80,19 +82,36 @@ def _config_options(command, only: Collection[str] | None = None):
 
 
 def _user_errors(func):
+    """Errors a user can fix as one ``Error:`` line and an exit code; crust-clean's warnings as one ``Warning:``
+    line (the errors module)."""
+
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except CrustCleanError as err:
-            if torchrun_ranks().is_main:  # under torchrun every rank meets the error: say it once
-                click.echo(f"Error: {err}", err=True)
-            sys.exit(err.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
+        with warnings.catch_warnings():  # restores the usual warning printer afterwards
+            warnings.showwarning = functools.partial(_one_line_warning, warnings.showwarning)
+            warnings.simplefilter("default", CrustCleanWarning)  # each one once, whatever the filters say
+            return _one_line_errors(func, *args, **kwargs)
 
     return wrapper
+
+
+def _one_line_warning(show_other, message, category, filename, lineno, file=None, line=None):
+    if not issubclass(category, CrustCleanWarning):
+        return show_other(message, category, filename, lineno, file, line)
+    if torchrun_ranks().is_main:
+        click.echo(f"Warning: {message}", err=True)
+
+
+def _one_line_errors(func, *args, **kwargs):
+    try:
+        return func(*args, **kwargs)
+    except CrustCleanError as err:
+        if torchrun_ranks().is_main:  # under torchrun every rank meets the error: say it once
+            click.echo(f"Error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -220,12 +239,17 @@ def export_fiftyone(run, name, persistent, top, threshold, overwrite, visualizat
     """Write RUN's samples, scores, predictions and embeddings into a FiftyOne dataset with saved review views."""
     from .review.fiftyone import export_to_fiftyone
 
-    dataset = export_to_fiftyone(run, name=name, persistent=persistent, top=top, threshold=threshold,
+    written = export_to_fiftyone(run, name=name, persistent=persistent, top=top, threshold=threshold,
                                  overwrite=overwrite, visualization=visualization, progress=True)
-    suspects = len(dataset.match_tags("crust:suspect"))
-    click.echo(f"FiftyOne dataset {dataset.name!r}: {len(dataset)} samples, {suspects} tagged crust:suspect")
+    dataset = written.dataset
+    click.echo(f"FiftyOne dataset {dataset.name!r}: {len(dataset)} samples, {written.suspects} tagged crust:suspect")
+    if written.carried or written.reopened:
+        click.echo(f"from earlier rounds: {written.carried} decisions carried forward, {written.reopened} kept "
+                   "samples re-opened (score rose)")
+    click.echo(f"queue: {written.decided} decided, {written.to_review} left to review")
     click.echo(f"saved views: {', '.join(dataset.list_saved_views())}")
-    click.echo(f"review it: crust-clean review {run}")
+    click.echo(f"review it: crust-clean review {run}" + (f" --name {dataset.name}" if name else "")
+               + "   (it sets FIFTYONE_PLUGINS_DIR to the review plugin: crust-clean plugin-path)")
 
 
 @export.command("manifest")
@@ -294,15 +318,53 @@ def _print_report(run, **options):
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--name", help="FiftyOne dataset [default: the run's export]")
 @click.option("--port", type=int, default=5151, show_default=True)
-@click.option("--remote", is_flag=True, help="serve without opening a browser (headless server; forward the port)")
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="where the App listens; it has no login, so another address warns (reach a server through "
+                   "an SSH tunnel instead: see the README)")
+@click.option("--remote", is_flag=True, help="serve without opening a browser (a headless server)")
 @_user_errors
-def review(run, name, port, remote):
-    """Open the FiftyOne App on RUN's exported dataset, in the suspects view (Ctrl-C to stop)."""
-    from .review.fiftyone import launch_review
+def review(run, name, port, address, remote):
+    """Open the FiftyOne App on RUN's exported dataset, in the "to review" queue (Ctrl-C to stop)."""
+    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")  # before fiftyone reads its config: no analytics banner
+    from .review.app import launch_review
 
-    session = launch_review(run, name=name, port=port, remote=remote)
-    click.echo(f"FiftyOne App: {session.url}")
+    session = launch_review(run, name=name, port=port, address=address, remote=remote)
+    click.echo(f"FiftyOne App: http://{address}:{port}/ (dataset {session.dataset.name!r}, view \"to review\")")
     session.wait(-1)
+
+
+@cli.group()
+def decisions():
+    """Move review decisions between FiftyOne and a CSV file (a spreadsheet, another machine, an annotation tool)."""
+
+
+@decisions.command("export")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--name", help="FiftyOne dataset [default: the run's export]")
+@_user_errors
+def decisions_export(run, file, name):
+    """Write the decisions of RUN's FiftyOne dataset to FILE (CSV: sample_id, decision, new_label, decided_at,
+    decided_score, content_hash, decided_in, path, given_label)."""
+    from .review.decision_store import export_decisions
+
+    written = export_decisions(run, file, name=name)
+    click.echo(f"{written.decisions} decisions of FiftyOne dataset {written.dataset!r} written to {written.path}")
+
+
+@decisions.command("import")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", help="FiftyOne dataset [default: the run's export]")
+@_user_errors
+def decisions_import(run, file, name):
+    """Record the decisions in FILE (CSV with sample_id and decision; new_label for relabel; decided_at, UTC when
+    it has no offset; content_hash, checked against the image) in RUN's FiftyOne dataset. Every row is checked
+    first: one line per bad row, and nothing is imported then. A row with an empty decision is skipped."""
+    from .review.decision_store import import_decisions
+
+    written = import_decisions(run, file, name=name)
+    click.echo(f"{written.decisions} decisions from {written.path} recorded in FiftyOne dataset {written.dataset!r}")
 
 
 @cli.command("plugin-path")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import BadInputError
+from .errors import BadInputError, CrustCleanWarning
 
 SELECTORS = ("centrality", "facility-location", "none")
 CLASS_SPLITS = ("given", "predicted")
@@ -61,9 +62,10 @@ class DataConfig:
     image_column: str | None = option(None, "image column of a HF dataset (default: its Image feature) or a "
                                       "manifest's path column")
     label_column: str | None = option(None, "label column of a HF dataset (default: its ClassLabel) or a manifest")
-    id_column: str | None = option(None, "column of unique sample ids (default: row index, or path for files)")
+    id_column: str | None = option(None, "column of unique sample ids (default: a sample_id column, else the "
+                                   "row index, or the path for files)")
     label_field: str | None = option(None, "Classification field of a fo: source (default: the only one, "
-                                     "or ground_truth)")
+                                     "else ground_truth, else given_label)")
 
     def source_options(self) -> dict[str, str | None]:
         """The options ``sources.load_source`` takes."""
@@ -209,7 +211,18 @@ def resolve_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike | N
         resolved = from_dict(config)
     else:
         resolved = from_dict(load_yaml(config))
-    return apply_options(resolved, {k: v for k, v in options.items() if v is not None}).validate()
+    resolved = apply_options(resolved, {k: v for k, v in options.items() if v is not None}).validate()
+    _warn_without_selection(resolved)
+    return resolved
+
+
+def _warn_without_selection(config: RunConfig) -> None:
+    """A fit that ends before the warm-up does runs no CRUST: allowed (a quick smoke run), but said."""
+    epochs, warmup = config.train.epochs, config.crust.warmup_epochs
+    if config.crust.selector != "none" and epochs <= warmup:
+        warnings.warn(f"epochs ({epochs}) <= warmup_epochs ({warmup}): no CRUST selection epoch runs, so the scores "
+                      "are plain training's and no sample is 'never selected'; give --epochs above --warmup-epochs",
+                      CrustCleanWarning, stacklevel=3)
 
 
 def _sections(config: RunConfig) -> dict[str, Any]:

@@ -22,3 +22,7 @@ class Interrupted(CrustCleanError):
     """The user stopped a run (Ctrl-C); what is checkpointed can be resumed. Exit code 130, as for SIGINT."""
 
     exit_code = 130
+
+
+class CrustCleanWarning(UserWarning):
+    """Something a user should know that does not stop the work (the CLI prints it as one ``Warning:`` line)."""

@@ -67,6 +67,26 @@ def test_fit_prints_a_summary_and_honours_config_and_flags(noisy_colours, tmp_pa
     assert rerun.exit_code == 2 and "already exists" in rerun.output
 
 
+def test_a_fit_that_ends_within_the_warm_up_says_it_runs_no_crust(noisy_colours, tmp_path):
+    out = tmp_path / "short"
+    args = ["fit", str(noisy_colours), "--out", str(out), "--quiet", "--img-size", "24", "--batch-size", "32",
+            "--epochs", "2", "--warmup-epochs", "2"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "Warning: epochs (2) <= warmup_epochs (2): no CRUST selection epoch runs, so the scores are plain "
+        "training's and no sample is 'never selected'; give --epochs above --warmup-epochs"]
+    assert "never selected:  0" in result.output  # what the warning is about
+    for flags in (["--epochs", "3", "--warmup-epochs", "2"], ["--epochs", "2", "--selector", "none"]):
+        dry = CliRunner().invoke(cli, ["fit", str(noisy_colours), "--dry-run", *flags])
+        assert dry.exit_code == 0 and dry.stderr == ""  # selection runs, or none is asked for
+    from crust_clean.config import resolve_config
+    from crust_clean.errors import CrustCleanWarning
+
+    with pytest.warns(CrustCleanWarning, match=r"epochs \(1\) <= warmup_epochs \(3\)"):  # the API warns too
+        resolve_config(epochs=1, warmup_epochs=3)
+
+
 def test_dry_run_prints_config_and_dataset_without_training(noisy_colours, tmp_path):
     result = CliRunner().invoke(cli, ["fit", str(noisy_colours), "--dry-run", "--config", "cpu-quick",
                                       "--out", str(tmp_path / "run"), "--epochs", "7"])
