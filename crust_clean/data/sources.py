@@ -186,9 +186,10 @@ def read_manifest(path: str | os.PathLike, *, path_column: str = "path", label_c
     """Read a manifest: CSV with a header, or JSON lines, with ``path`` and ``label`` per row.
 
     Paths are relative to the manifest's folder (absolute paths are kept); the sample id is the path
-    as written (or ``id_column``). Labels are class names; classes are sorted. Rows whose file is
-    missing or unreadable are skipped and listed. This is the format ``crust-clean export manifest``
-    writes; other column names (a csv of images with ``file_name,category``) are given with
+    as written (or ``id_column``; default: a ``sample_id`` column when there is one, as in the manifests
+    ``crust-clean export manifest`` writes, so a sample keeps its id and its review decisions across rounds).
+    Labels are class names; classes are sorted. Rows whose file is missing or unreadable are skipped and
+    listed. This is the format ``crust-clean export manifest`` writes; other column names (a csv of images with ``file_name,category``) are given with
     ``path_column`` / ``label_column``.
     """
     path = Path(path)
@@ -202,6 +203,8 @@ def read_manifest(path: str | os.PathLike, *, path_column: str = "path", label_c
                 records = list(csv.DictReader(f))
     except (json.JSONDecodeError, csv.Error, UnicodeDecodeError) as err:
         raise BadInputError(f"manifest {path} cannot be parsed: {err}") from None
+    if id_column is None and records and "sample_id" in records[0]:
+        id_column = "sample_id"
     wanted = [path_column, label_column] + ([id_column] if id_column else [])
     missing = [c for c in wanted if c not in (records[0] if records else {})]
     if missing:
@@ -224,7 +227,8 @@ def load_hub_dataset(name: str, *, split: str | None = None, image_column: str |
     The image column is the one ``Image`` feature and the label column the one ``ClassLabel`` feature
     unless named. A ``ClassLabel`` keeps its class order; string or integer labels become classes in
     sorted order. A string image column holds file paths relative to the dataset's folder. Sample id
-    = ``id_column`` (unique) or the row index in the split.
+    = ``id_column`` (unique), else a ``sample_id`` column (as in crust-clean's cleaned datasets), else the row index
+    in the split.
     """
     dataset, root, origin = _open_hf(name, split)
     where = origin["source"] + f" (split {origin['split']})"
@@ -232,6 +236,8 @@ def load_hub_dataset(name: str, *, split: str | None = None, image_column: str |
     image_column = _pick_column(features, image_column, _is_image_feature, "image", where,
                                 hint="an Image feature or a column of file paths")
     label_column = _pick_column(features, label_column, _is_classlabel, "label", where, hint="a ClassLabel feature")
+    if id_column is None and "sample_id" in features:
+        id_column = "sample_id"
     if id_column is not None and id_column not in features:
         raise BadInputError(f"{where} has no id column {id_column!r} (columns: {', '.join(features)})")
     classes, class_order = _class_names(dataset, label_column, where)
@@ -252,8 +258,8 @@ def load_fiftyone(spec: str, *, label_field: str | None = None) -> Samples:
     """Read a FiftyOne dataset (``NAME``) or one of its saved views (``NAME:VIEW``).
 
     Filepaths and the ``label_field`` Classification labels (default: the only Classification field,
-    or ``ground_truth``) are read; sample id = the FiftyOne sample id, so ``export fiftyone`` can
-    write results back into the same dataset. Samples without a label are skipped and listed.
+    else ``ground_truth``, else ``given_label`` as in a crust-clean export) are read; sample id = the FiftyOne
+    sample id, so ``export fiftyone`` can write results back into the same dataset. Samples without a label are skipped and listed.
     """
     import fiftyone as fo
 
@@ -270,8 +276,9 @@ def load_fiftyone(spec: str, *, label_field: str | None = None) -> Samples:
         view = dataset.load_saved_view(view_name)
     candidates = sorted(view.get_field_schema(embedded_doc_type=fo.Classification))
     if label_field is None:
-        if len(candidates) == 1 or "ground_truth" in candidates:
-            label_field = candidates[0] if len(candidates) == 1 else "ground_truth"
+        preferred = [f for f in ("ground_truth", "given_label") if f in candidates]  # given_label: our exports
+        if len(candidates) == 1 or preferred:
+            label_field = candidates[0] if len(candidates) == 1 else preferred[0]
         else:
             raise BadInputError(f"FiftyOne dataset {name!r}: choose the label field with --label-field "
                                 f"(Classification fields: {', '.join(candidates) or 'none'})")
