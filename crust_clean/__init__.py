@@ -12,6 +12,7 @@ Conventions, stated once for the whole package:
 - A fit writes a run folder (``crust_clean.run.folder``), the contract between training and everything that
   reads a run; ``Run`` reads it without torch.
 - Sources are only read; every output is written atomically.
+- Warnings meant for a user are ``errors.CrustCleanWarning`` (the CLI prints each as one ``Warning:`` line).
 
 Public API (heavy libraries load on first use, so ``import crust_clean`` is fast)::
 
@@ -19,7 +20,9 @@ Public API (heavy libraries load on first use, so ``import crust_clean`` is fast
     run = crust_clean.resume("runs/first")       # after a crash or Ctrl-C: continue from the last epoch
     run.scores            # suspects first: higher score = more likely mislabeled
     run.load_model()      # a timm model with the robust weights
-    crust_clean.export_to_fiftyone(run)                    # review in the FiftyOne App
+    crust_clean.export_to_fiftyone(run)                    # review in the FiftyOne App (decisions carried forward)
+    crust_clean.launch_review(run)                         # the App on the "to review" queue
+    crust_clean.export_decisions(run, "decisions.csv")     # decisions to a spreadsheet (import_decisions: back)
     crust_clean.export_manifest(run, "cleaned/", policy="reviewed")   # the cleaned dataset
     crust_clean.write_report(run)                          # RUN/report/index.html: dataset health at a glance
 
@@ -31,10 +34,13 @@ run folder) -> ``review`` (FiftyOne, manifests, report).
 from .errors import BadInputError, CrustCleanError
 
 __version__ = "0.1.0"
-__all__ = ["fit", "resume", "describe", "Run", "RunConfig", "load_source", "export_to_fiftyone", "export_manifest",
-           "write_report", "CrustCleanError", "BadInputError", "__version__"]
+__all__ = ["fit", "resume", "describe", "Run", "RunConfig", "load_source", "export_to_fiftyone", "launch_review",
+           "export_decisions", "import_decisions", "export_manifest", "write_report", "CrustCleanError",
+           "BadInputError", "__version__"]
 _LAZY = {"fit": "run.fit", "resume": "run.fit", "describe": "data.inspect", "Run": "run.folder",
          "RunConfig": "config", "load_source": "data.sources", "export_to_fiftyone": "review.fiftyone",
+         "launch_review": "review.app", "export_decisions": "review.decision_store",
+         "import_decisions": "review.decision_store",
          "export_manifest": "review.manifest", "write_report": "review.report"}
 
 

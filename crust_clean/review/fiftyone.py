@@ -1,19 +1,26 @@
 """Export a run into FiftyOne for review: one sample per run sample, crust-clean's opinion in fields,
-FiftyOne Brain's mistakenness beside it, and saved views that put the suspects first.
+FiftyOne Brain's mistakenness beside it, and saved views that make a review queue.
 
-Fields written (the reviewer's decision fields, ``review.decisions.FIELDS``, written by the plugin, are never
-touched, so they survive a re-export):
-  ground_truth           Classification, the given label (datasets crust-clean creates; a ``fo:`` source keeps
-                         its own label field)
+Fields written (the reviewer's decision fields, ``review.decisions.FIELDS``, are written by the plugin and by
+carrying decisions forward, never by a re-export, so they survive one):
+  given_label            Classification, the label the data gives (datasets crust-clean creates; a ``fo:`` source
+                         keeps its own label field)
   crust_prediction       Classification from the saved robust model, with confidence and logits
   crust_score            mean over epochs of 1 - p(given label); None for val samples
   crust_selection_rate, crust_never_selected   how often the sample was in the coreset (train samples)
   crust_suggested_label  the prediction where it differs from the given label, else None
   crust_neighbour_agreement  share of the sample's 10 nearest neighbours (embeddings) with its given label
-  crust_split            train / val (also a sample tag on datasets crust-clean creates)
+  crust_split            train / val
   crust_sample_id        the run's sample id (the key a re-export updates by)
+  crust_content_hash     SHA-256 of the image file now (a decision is about this content)
+  crust_review           Classification: the decision on the tile ("drop", "keep", "relabel to <class>")
+  crust_reopened         set on a sample kept in an earlier round whose score rose since: it is back in the queue
   mistakenness           FiftyOne Brain's compute_mistakenness on crust_prediction
-Tag ``crust:suspect`` marks the suspects (``--top`` K by score, or score above ``--threshold``).
+  metadata               FiftyOne's image metadata (size, type, width, height), computed at export
+Tag ``crust:suspect`` marks the suspects (``--top`` K by score, or score above ``--threshold``), except samples
+kept in an earlier round whose score did not rise (``review.decisions``); ``crust:decided:<decision>`` shows a
+decision on its tile. Saved views: ``to review`` (the queue: suspects without a decision, highest score first),
+``decided``, ``crust suspects``, ``never selected``, ``disagreements``.
 
 With the run's embeddings (``RUN/embeddings.npy``) two FiftyOne Brain runs: ``crust_embeddings``, a 2-D
 visualization for the App's Embeddings panel (UMAP when umap-learn is installed, as the fiftyone extra installs
@@ -23,6 +30,8 @@ for "sort by similarity" from a suspect to its neighbours.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,37 +40,68 @@ import pandas as pd
 
 from ..errors import BadInputError
 from ..run.folder import MODEL, Run
-from .decisions import DECIDED_AT_FIELD, DECISION_FIELD, FIELDS, NEW_LABEL_FIELD, check_decision, check_decisions
+from . import decisions
+from .decision_store import (
+    BADGE_FIELD,
+    CONTENT_HASH_FIELD,
+    REOPENED_FIELD,
+    SUSPECT_TAG,
+    carry_decisions_forward,
+    queue_counts,
+    save_queue_views,
+)
 
-SUSPECT_TAG = "crust:suspect"
 VISUALIZATION_KEY, SIMILARITY_KEY = "crust_embeddings", "crust_similarity"
 #: A saved workspace: the samples grid beside the Embeddings panel.
 EMBEDDINGS_WORKSPACE = "crust embeddings"
 SUSPECTS_VIEW, NEVER_SELECTED_VIEW, DISAGREEMENTS_VIEW = "crust suspects", "never selected", "disagreements"
+#: The given label's field in datasets crust-clean creates.
+GIVEN_LABEL_FIELD = "given_label"
+#: Tile colours: the given label and the prediction by field, a decision by its kind.
+_COLOURS = {GIVEN_LABEL_FIELD: "#2b8cbe", "crust_prediction": "#f28e2b", BADGE_FIELD: "#59a14f",
+            "keep": "#59a14f", "drop": "#e15759", "relabel": "#edc948"}
 
 
 def default_dataset_name(run: Run) -> str:
-    """The FiftyOne dataset a run exports to: its ``fo:`` source, else ``crust-<run folder name>``."""
+    """The FiftyOne dataset a run exports to: its ``fo:`` source, else ``crust-<run folder name>-<6 hex digits of
+    the folder's path>`` (two runs both named ``run`` get two datasets)."""
     source = run.source
     if source["kind"] == "fiftyone":
         return source["dataset"]
-    return f"crust-{run.path.resolve().name}"
+    path = run.path.resolve()
+    return f"crust-{path.name}-{hashlib.sha1(str(path).encode()).hexdigest()[:6]}"
+
+
+@dataclass
+class Export:
+    """What ``export_to_fiftyone`` wrote: the dataset, its queue, and the decisions carried from earlier rounds."""
+
+    dataset: object  # fiftyone.core.dataset.Dataset
+    suspects: int
+    carried: int  # decisions carried forward from earlier datasets
+    reopened: int  # kept earlier, score rose since: back in the queue
+    decided: int
+    to_review: int
 
 
 def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persistent: bool = True,
                        top: int | None = None, threshold: float | None = None, overwrite: bool = False,
-                       visualization: str | None = None, progress: bool = False):
-    """Write ``run`` into a FiftyOne dataset and return it (see the module docstring for the fields).
+                       visualization: str | None = None, reopen_margin: float = decisions.REOPEN_MARGIN,
+                       progress: bool = False) -> Export:
+    """Write ``run`` into a FiftyOne dataset (see the module docstring for the fields and views).
 
     A new dataset is created unless the run's source is a FiftyOne dataset: then the scores go into that
     dataset. Re-exporting the same run updates fields in place (no duplicate samples; reviewer tags and
     decisions kept). A dataset that holds another run, or that crust-clean did not create, is only
     written with ``overwrite=True`` (a dataset crust-clean created for another run is then replaced).
+    Decisions made on the same samples (id and image content) in other crust-clean datasets are carried forward
+    (``review.decisions``; ``reopen_margin``: how far a kept sample's score must rise to re-open it).
     The suspects (tag ``crust:suspect``) are the run's own, the ``top`` K scores or those above ``threshold``.
     ``visualization``: how the embeddings are drawn in 2-D, ``umap``, ``pca`` or ``tsne`` (default: umap when
     umap-learn is installed, else pca), or ``none`` (neither the visualization nor the similarity index).
     """
     import fiftyone as fo
+    from fiftyone import ViewField as F
 
     run = Run.of(run)
     name = name or default_dataset_name(run)
@@ -69,34 +109,52 @@ def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persis
     into_source = source["kind"] == "fiftyone" and name == source["dataset"]
     table = run.review_table(top=top, threshold=threshold)
     dataset, created = _target_dataset(run, name, into_source=into_source, overwrite=overwrite)
+    files = run.image_files(progress=progress)
     if created:
-        files = run.image_files(progress=progress)
         dataset.add_samples([
-            fo.Sample(filepath=str(file), crust_sample_id=sample_id, ground_truth=fo.Classification(label=label),
-                      tags=[split])
-            for file, sample_id, label, split in zip(files, table["sample_id"], table["given_label"], table["split"])
+            fo.Sample(filepath=str(file), crust_sample_id=sample_id, given_label=fo.Classification(label=label))
+            for file, sample_id, label in zip(files, table["sample_id"], table["given_label"])
         ], progress=progress)
     key = "id" if into_source else "crust_sample_id"
     samples = dataset.select_by(key, table["sample_id"].tolist(), ordered=True)
     if len(samples) != len(table):
         raise BadInputError(f"FiftyOne dataset {name!r} lacks {len(table) - len(samples)} samples of the run")
-    label_field = source["label_field"] if into_source else "ground_truth"
-    _declare_fields(dataset)
-    _write_fields(samples, table, into_source)
+    label_field = source["label_field"] if into_source else dataset.info.get("crust_label_field", GIVEN_LABEL_FIELD)
+    declare_fields(dataset)
+    _write_fields(samples, table, into_source, _content_hashes(files))
+    dataset.compute_metadata(progress=progress)
+    moved = carry_decisions_forward(dataset, samples, reopen_margin=reopen_margin)
+    kept_earlier = set(samples.match((F(decisions.DECISION_FIELD) == "keep") & (F(decisions.DECIDED_IN_FIELD) != name))
+                       .values("crust_sample_id"))
+    suspects = [s for s in table.loc[table["suspect"], "sample_id"] if s not in kept_earlier]
     dataset.untag_samples(SUSPECT_TAG)
-    dataset.select_by(key, table.loc[table["suspect"], "sample_id"].tolist()).tag_samples(SUSPECT_TAG)
+    dataset.select_by(key, suspects).tag_samples(SUSPECT_TAG)
     _mistakenness(samples, label_field)
     _brain_runs(dataset, samples, run.embeddings(), visualization or default_visualization())
     _save_views(dataset, label_field)
+    if dataset.info.get("crust_created", created):  # a user's own fo: dataset keeps its App settings
+        _app_config(dataset, label_field)
     dataset.info.update({
         "crust_run": str(run.path.resolve()), "crust_config": run.config.to_dict(),
         "crust_model": str((run.path / MODEL).resolve()), "crust_label_field": label_field,
+        "crust_classes": sorted(set(run.samples["given_label"])),
         "crust_created": bool(dataset.info.get("crust_created", created)),
         "crust_exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     dataset.persistent = persistent
     dataset.save()
-    return dataset
+    decided, left = queue_counts(dataset)
+    return Export(dataset=dataset, suspects=len(suspects), carried=moved["carried"], reopened=moved["reopened"],
+                  decided=decided, to_review=left)
+
+
+def _content_hashes(files: list[Path]) -> list[str]:
+    """SHA-256 of each file (hex)."""
+    hashes = []
+    for file in files:
+        with open(file, "rb") as f:
+            hashes.append(hashlib.file_digest(f, "sha256").hexdigest())
+    return hashes
 
 
 def _target_dataset(run: Run, name: str, *, into_source: bool, overwrite: bool):
@@ -117,7 +175,7 @@ def _target_dataset(run: Run, name: str, *, into_source: bool, overwrite: bool):
     return (fo.Dataset(name), True) if dataset is None else (dataset, False)
 
 
-def _write_fields(samples, table: pd.DataFrame, into_source: bool) -> None:
+def _write_fields(samples, table: pd.DataFrame, into_source: bool, content_hashes: list[str]) -> None:
     import fiftyone as fo
 
     def column(name):  # None where a value is missing (val samples have no scores)
@@ -133,6 +191,7 @@ def _write_fields(samples, table: pd.DataFrame, into_source: bool) -> None:
         "crust_neighbour_agreement": column("neighbour_agreement") if "neighbour_agreement" in table else
         [None] * len(table),
         "crust_suggested_label": suggested, "crust_split": table["split"].tolist(),
+        CONTENT_HASH_FIELD: content_hashes,
     }
     if into_source:
         values["crust_sample_id"] = table["sample_id"].tolist()
@@ -140,17 +199,21 @@ def _write_fields(samples, table: pd.DataFrame, into_source: bool) -> None:
         samples.set_values(field, field_values)
 
 
-def _declare_fields(dataset) -> None:
+def declare_fields(dataset) -> None:
     """Give every crust field its type up front: values may all be None (no selection epoch, no decision yet)."""
     import fiftyone as fo
 
     types = {
         "crust_prediction": (fo.EmbeddedDocumentField, fo.Classification), "crust_score": (fo.FloatField, None),
+        BADGE_FIELD: (fo.EmbeddedDocumentField, fo.Classification),
         "crust_selection_rate": (fo.FloatField, None), "crust_never_selected": (fo.BooleanField, None),
         "crust_neighbour_agreement": (fo.FloatField, None),
         "crust_suggested_label": (fo.StringField, None), "crust_split": (fo.StringField, None),
-        "crust_sample_id": (fo.StringField, None), DECISION_FIELD: (fo.StringField, None),
-        NEW_LABEL_FIELD: (fo.StringField, None), DECIDED_AT_FIELD: (fo.DateTimeField, None),
+        "crust_sample_id": (fo.StringField, None), CONTENT_HASH_FIELD: (fo.StringField, None),
+        REOPENED_FIELD: (fo.StringField, None), decisions.DECISION_FIELD: (fo.StringField, None),
+        decisions.NEW_LABEL_FIELD: (fo.StringField, None), decisions.DECIDED_AT_FIELD: (fo.DateTimeField, None),
+        decisions.DECIDED_SCORE_FIELD: (fo.FloatField, None), decisions.DECIDED_HASH_FIELD: (fo.StringField, None),
+        decisions.DECIDED_IN_FIELD: (fo.StringField, None),
     }
     schema = dataset.get_field_schema()
     for field, (kind, embedded) in types.items():
@@ -206,56 +269,21 @@ def _save_views(dataset, label_field: str) -> None:
     }
     for view_name, view in views.items():
         dataset.save_view(view_name, view, overwrite=True)
+    save_queue_views(dataset)
 
 
-def record_decision(samples, decision: str, new_label: str | None = None) -> int:
-    """A reviewer's decision on ``samples`` (a FiftyOne view), stored in the decision fields with the time (UTC).
-    What the plugin's operators call; returns how many samples it marked."""
-    check_decision(decision, new_label)
-    n = len(samples)
-    now = datetime.now(timezone.utc).replace(tzinfo=None)  # FiftyOne stores naive UTC datetimes
-    samples.set_values(DECISION_FIELD, [decision] * n)
-    samples.set_values(NEW_LABEL_FIELD, [new_label] * n)
-    samples.set_values(DECIDED_AT_FIELD, [now] * n)
-    return n
-
-
-def read_decisions(run: Run, name: str | None = None) -> pd.DataFrame:
-    """``sample_id, reviewed_decision, new_label, decided_at`` as the reviewers left them in the FiftyOne
-    dataset ``name`` (default: the run's export). Raises BadInputError when there is no such dataset, it holds
-    no export, or a stored decision breaks the contract (``decisions.check_decisions``)."""
+def _app_config(dataset, label_field: str) -> None:
+    """Tiles that say what they show: the given label, the prediction and a decision in fixed colours (named in the
+    sidebar); the decision tags in their colours where sample tags are shown."""
     import fiftyone as fo
+    from fiftyone.core.odm.dataset import ActiveFields
 
-    name = name or default_dataset_name(run)
-    if not fo.dataset_exists(name):
-        raise BadInputError(f"no FiftyOne dataset {name!r} to read decisions from: run `crust-clean export "
-                            f"fiftyone {run.path}` and review first, or use --policy auto")
-    dataset = fo.load_dataset(name)
-    schema = dataset.get_field_schema()
-    if "crust_sample_id" not in schema:
-        raise BadInputError(f"FiftyOne dataset {name!r} holds no crust-clean export (no crust_sample_id field)")
-    view = dataset.exists("crust_sample_id")
-    fields = ["crust_sample_id"] + [f for f in FIELDS if f in schema]
-    values = dict(zip(fields, view.values(fields)))
-    missing = [None] * len(view)
-    frame = pd.DataFrame({
-        "sample_id": values["crust_sample_id"],
-        "reviewed_decision": values.get(DECISION_FIELD, missing),
-        "new_label": values.get(NEW_LABEL_FIELD, missing),
-        "decided_at": values.get(DECIDED_AT_FIELD, missing),
-    })
-    check_decisions(frame, f"FiftyOne dataset {name!r}")
-    return frame
+    colours = [{"path": label_field, "fieldColor": _COLOURS[GIVEN_LABEL_FIELD]},
+               {"path": "crust_prediction", "fieldColor": _COLOURS["crust_prediction"]},
+               {"path": BADGE_FIELD, "fieldColor": _COLOURS[BADGE_FIELD]},
+               {"path": "tags", "valueColors": [{"value": decisions.DECIDED_TAG + d, "color": _COLOURS[d]}
+                                                for d in ("keep", "drop", "relabel")]}]
+    dataset.app_config.color_scheme = fo.ColorScheme(color_by="field", fields=colours)
+    dataset.app_config.active_fields = ActiveFields(paths=[label_field, "crust_prediction", BADGE_FIELD])
+    dataset.save()
 
-
-def launch_review(run: Run | str | Path, *, name: str | None = None, port: int = 5151, remote: bool = False):
-    """Open the FiftyOne App on the run's exported dataset, in the suspects view; returns the session."""
-    import fiftyone as fo
-
-    run = Run.of(run)
-    name = name or default_dataset_name(run)
-    if not fo.dataset_exists(name):
-        raise BadInputError(f"no FiftyOne dataset {name!r}: run `crust-clean export fiftyone {run.path}` first")
-    dataset = fo.load_dataset(name)
-    view = dataset.load_saved_view(SUSPECTS_VIEW) if dataset.has_saved_view(SUSPECTS_VIEW) else dataset
-    return fo.launch_app(view, port=port, remote=remote, auto=not remote)

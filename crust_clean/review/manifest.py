@@ -71,7 +71,7 @@ def export_manifest(run: Run | str | Path, out: str | Path, *, policy: str = "re
         raise BadInputError(f"{out} already exists and is not empty (use --overwrite)")
     table = run.review_table(top=top, threshold=threshold)
     if policy == "reviewed":
-        from .fiftyone import read_decisions
+        from .decision_store import read_decisions
 
         decided = decide_reviewed(table, read_decisions(run, from_fiftyone))
         unreviewed = decided[decided["suspect"] & decided["reviewed_decision"].isna()]

@@ -1,5 +1,6 @@
 """Export into FiftyOne (real mongod): fields, tags, saved views, Brain mistakenness, idempotent re-export."""
 
+import hashlib
 import os
 
 import numpy as np
@@ -19,18 +20,24 @@ def fo_run(fiftyone, noisy_colours, tmp_path_factory):
 
 
 def test_export_writes_every_sample_with_fields_tags_and_views(fiftyone, fo_run):
+    from fiftyone import ViewField as F
+
     from crust_clean.review.fiftyone import export_to_fiftyone
 
-    dataset = export_to_fiftyone(fo_run, name="export-test", top=10)
+    written = export_to_fiftyone(fo_run, name="export-test", top=10)
+    dataset = written.dataset
     samples, scores, predictions = fo_run.samples, fo_run.scores, fo_run.predictions()
     assert len(dataset) == len(samples) == 160
-    assert dataset.count_sample_tags() == {"train": 144, "val": 16, "crust:suspect": 10}
+    assert dataset.count_sample_tags() == {"crust:suspect": 10}  # tiles show suspects and decisions only
+    assert (written.suspects, written.carried, written.decided, written.to_review) == (10, 0, 0, 10)
     by_id = {s.crust_sample_id: s for s in dataset}
     top = scores.head(10)["sample_id"].tolist()
     assert sorted(s.crust_sample_id for s in dataset.match_tags("crust:suspect")) == sorted(top)
     first = by_id[top[0]]
     row = scores.iloc[0]
-    assert first.filepath == row["path"] and first.ground_truth.label == row["given_label"]
+    assert first.filepath == row["path"] and first.given_label.label == row["given_label"]
+    assert first.crust_content_hash == hashlib.sha256(open(row["path"], "rb").read()).hexdigest()
+    assert (first.metadata.width, first.metadata.height, first.metadata.mime_type) == (24, 24, "image/png")
     assert first.crust_score == pytest.approx(row["score"]) and first.crust_split == "train"
     assert first.crust_selection_rate == pytest.approx(row["selection_rate"])
     assert first.crust_never_selected == bool(row["never_selected"])
@@ -41,27 +48,46 @@ def test_export_writes_every_sample_with_fields_tags_and_views(fiftyone, fo_run)
     assert first.crust_suggested_label == (None if prediction["predicted_label"] == row["given_label"]
                                            else prediction["predicted_label"])
     assert first.mistakenness is not None  # FiftyOne Brain, beside crust_score
-    val = dataset.match_tags("val").first()
+    val = dataset.match(F("crust_split") == "val").first()
     assert val.crust_score is None and val.crust_prediction is not None
-    assert set(dataset.list_saved_views()) == {"crust suspects", "never selected", "disagreements"}
+    assert set(dataset.list_saved_views()) == {"to review", "decided", "crust suspects", "never selected",
+                                               "disagreements"}
+    assert dataset.load_saved_view("to review").values("crust_sample_id") == top and not dataset.load_saved_view(
+        "decided")
     suspects = dataset.load_saved_view("crust suspects")
     assert suspects.values("crust_sample_id") == top  # sorted by score
     disagreements = dataset.load_saved_view("disagreements")
-    assert all(s.crust_prediction.label != s.ground_truth.label for s in disagreements)
+    assert all(s.crust_prediction.label != s.given_label.label for s in disagreements)
     assert len(dataset.load_saved_view("never selected")) == int(scores["never_selected"].sum())
     assert dataset.info["crust_run"] == str(fo_run.path.resolve()) and dataset.persistent
     assert dataset.info["crust_config"]["train"]["epochs"] == 3
+    assert dataset.info["crust_classes"] == ["blue", "green", "red", "yellow"]
+    colours = {f["path"] for f in dataset.app_config.color_scheme.fields}
+    assert colours == {"given_label", "crust_prediction", "crust_review", "tags"}  # a fixed colour per field
+    assert dataset.app_config.active_fields.paths == ["given_label", "crust_prediction", "crust_review"]
+
+
+def test_two_runs_with_the_same_folder_name_get_two_datasets(tmp_path):
+    from types import SimpleNamespace
+
+    from crust_clean.review.fiftyone import default_dataset_name
+
+    first, second = (SimpleNamespace(source={"kind": "imagefolder"}, path=tmp_path / team / "run")
+                     for team in ("a", "b"))
+    assert default_dataset_name(first) != default_dataset_name(second)
+    assert default_dataset_name(first).startswith("crust-run-") and default_dataset_name(first) == \
+        default_dataset_name(SimpleNamespace(source={"kind": "imagefolder"}, path=tmp_path / "a" / "." / "run"))
 
 
 def test_reexport_updates_in_place_and_keeps_reviewer_work(fiftyone, fo_run):
     from crust_clean.review.fiftyone import export_to_fiftyone
 
-    dataset = export_to_fiftyone(fo_run, name="reexport-test", top=5)
+    dataset = export_to_fiftyone(fo_run, name="reexport-test", top=5).dataset
     sample = dataset.first()
     sample.tags.append("looked-at")
     sample["crust_decision"] = "drop"
     sample.save()
-    again = export_to_fiftyone(fo_run, name="reexport-test", threshold=0.99)
+    again = export_to_fiftyone(fo_run, name="reexport-test", threshold=0.99).dataset
     assert len(again) == 160 and again.count_sample_tags()["looked-at"] == 1
     assert again.first().crust_decision == "drop"
     expected = int((fo_run.scores["score"] > 0.99).sum())
@@ -76,7 +102,7 @@ def test_a_dataset_of_another_run_or_not_ours_needs_overwrite(fiftyone, fo_run, 
     other = crust_clean.fit(noisy_colours, out=tmp_path / "other", **{**QUICK, "epochs": 1, "warmup_epochs": 1})
     with pytest.raises(BadInputError, match="holds run .*--overwrite"):
         export_to_fiftyone(other, name="taken-test")
-    replaced = export_to_fiftyone(other, name="taken-test", overwrite=True)
+    replaced = export_to_fiftyone(other, name="taken-test", overwrite=True).dataset
     assert replaced.info["crust_run"] == str(other.path.resolve()) and len(replaced) == 160
     fo.Dataset("users-own")
     with pytest.raises(BadInputError, match="crust-clean did not create"):
@@ -95,7 +121,7 @@ def test_a_run_on_a_fiftyone_source_writes_back_into_that_dataset(fiftyone, nois
     source.add_samples([fo.Sample(filepath=str(p), truth=fo.Classification(label=folder.class_names[c]))
                         for p, c in zip(folder.paths, folder.labels)])
     run = crust_clean.fit("fo:curated-source", out=tmp_path / "run", **{**QUICK, "epochs": 1, "warmup_epochs": 1})
-    dataset = export_to_fiftyone(run, threshold=0.0)
+    dataset = export_to_fiftyone(run, threshold=0.0).dataset
     assert dataset.name == "curated-source" and len(dataset) == 160  # the same dataset, no copy
     assert "ground_truth" not in dataset.get_field_schema()  # its own label field is used
     assert dataset.info["crust_label_field"] == "truth"
@@ -117,7 +143,7 @@ def test_rows_of_a_hf_dataset_are_written_once_to_run_media(fiftyone, noisy_colo
         features=features)
     table.save_to_disk(tmp_path / "hf")
     run = crust_clean.fit(tmp_path / "hf", out=tmp_path / "run", **{**QUICK, "epochs": 1, "warmup_epochs": 1})
-    dataset = export_to_fiftyone(run, name="from-hf")
+    dataset = export_to_fiftyone(run, name="from-hf").dataset
     files = dataset.values("filepath")
     assert all(os.path.dirname(f) == str(run.path / "media") for f in files)
     first = dict(zip(dataset.values("crust_sample_id"), files))["7"]
@@ -130,7 +156,7 @@ def test_rows_of_a_hf_dataset_are_written_once_to_run_media(fiftyone, noisy_colo
 def test_the_embeddings_give_the_app_a_map_and_a_similarity_sort(fiftyone, fo_run):
     from crust_clean.review.fiftyone import SIMILARITY_KEY, VISUALIZATION_KEY, export_to_fiftyone
 
-    dataset = export_to_fiftyone(fo_run, name="embeddings-test")  # umap-learn comes with the fiftyone extra
+    dataset = export_to_fiftyone(fo_run, name="embeddings-test").dataset  # umap-learn comes with the fiftyone extra
     assert set(dataset.list_brain_runs()) >= {VISUALIZATION_KEY, SIMILARITY_KEY}
     visualization = dataset.load_brain_results(VISUALIZATION_KEY)
     assert dataset.get_brain_info(VISUALIZATION_KEY).config.method == "umap"
@@ -148,6 +174,6 @@ def test_the_embeddings_give_the_app_a_map_and_a_similarity_sort(fiftyone, fo_ru
     assert suspect.crust_neighbour_agreement == pytest.approx(scores[suspect.crust_sample_id])
     workspace = dataset.load_workspace("crust embeddings")  # the grid beside the Embeddings panel
     assert [child.type for child in workspace.children] == ["Samples", "Embeddings"]
-    again = export_to_fiftyone(fo_run, name="embeddings-test", visualization="none")  # asked for none: gone
+    again = export_to_fiftyone(fo_run, name="embeddings-test", visualization="none").dataset  # asked for none: gone
     assert VISUALIZATION_KEY not in again.list_brain_runs() and SIMILARITY_KEY not in again.list_brain_runs()
     assert not again.has_workspace("crust embeddings")

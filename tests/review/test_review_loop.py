@@ -2,6 +2,7 @@
 cleaned dataset in every format, and fit it again."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -23,7 +24,7 @@ def reviewed(fiftyone, noisy_colours, tmp_path_factory):
 
     run = crust_clean.fit(noisy_colours, out=tmp_path_factory.mktemp("review") / "run",
                           **{**QUICK, "epochs": 3, "warmup_epochs": 1})
-    dataset = export_to_fiftyone(run, name="review-loop", top=12)
+    dataset = export_to_fiftyone(run, name="review-loop", top=12).dataset
     suspects = dataset.load_saved_view("crust suspects")
     ids = suspects.values("id")
     plan = {"drop": ids[0:3], "relabel": ids[3:5], "keep": ids[5:6]}  # ids[6:12]: suspects left unreviewed
@@ -34,10 +35,10 @@ def reviewed(fiftyone, noisy_colours, tmp_path_factory):
         assert result.error is None, result.error
         return result.result
 
-    assert execute("mark_mislabeled", plan["drop"]) == {"marked": 3, "decision": "drop"}
+    assert execute("mark_mislabeled", plan["drop"])["message"] == "3 samples marked drop: 3 decided, 9 left to review"
     assert execute("relabel", plan["relabel"], new_label="green")["marked"] == 2
-    assert execute("mark_correct", plan["keep"])["marked"] == 1
-    assert execute("show_suspects", [])["view"] == "crust suspects"
+    assert execute("mark_correct", plan["keep"])["message"] == "1 sample marked keep: 6 decided, 6 left to review"
+    assert execute("show_to_review", []) == {"view": "to review", "decided": 6, "left": 6}
     by_id = dict(zip(dataset.values("id"), dataset.values("crust_sample_id")))
     return run, dataset, {k: [by_id[i] for i in v] for k, v in plan.items()}, execute
 
@@ -45,6 +46,14 @@ def reviewed(fiftyone, noisy_colours, tmp_path_factory):
 def test_decisions_are_stored_on_exactly_the_selected_samples(reviewed):
     _, dataset, plan, _ = reviewed
     assert dataset.count_values("crust_decision") == {None: 154, "drop": 3, "relabel": 2, "keep": 1}
+    tags = dataset.count_sample_tags()
+    assert (tags["crust:decided:drop"], tags["crust:decided:relabel"], tags["crust:decided:keep"]) == (3, 2, 1)
+    assert sorted(dataset.match_tags("crust:decided:drop").values("crust_sample_id")) == sorted(plan["drop"])
+    badges = dataset.count_values("crust_review.label")  # the decision on the tile, shown by default
+    assert badges == {None: 154, "drop": 3, "relabel to green": 2, "keep": 1}
+    assert set(dataset.exists("crust_decision").values("crust_decided_in")) == {"review-loop"}
+    decided = dataset.exists("crust_decision")
+    assert decided.values("crust_decided_score") == decided.values("crust_score")  # the score when decided
     relabeled = dataset.exists("crust_new_label")
     assert sorted(relabeled.values("crust_sample_id")) == sorted(plan["relabel"])
     assert set(relabeled.values("crust_new_label")) == {"green"}
@@ -61,7 +70,7 @@ def test_reviewed_manifest_reflects_the_decisions_exactly(reviewed, tmp_path):
     relabeled = pd.read_csv(tmp_path / "clean" / "relabeled.csv", dtype=str)
     assert sorted(dropped["sample_id"]) == sorted(plan["drop"])
     assert sorted(relabeled["sample_id"]) == sorted(plan["relabel"]) and set(relabeled["label"]) == {"green"}
-    assert (dropped["reason"] == "reviewer: drop").all() and dropped["decided_at"].notna().all()
+    assert (dropped["reason"] == "reviewer: drop").all() and dropped["decided_at"].str.endswith("+00:00").all()
     manifest = pd.read_csv(written.dataset, dtype=str)
     assert len(manifest) == 157 and not set(plan["drop"]) & set(manifest["sample_id"])
     labels = manifest.set_index("sample_id")["label"]
@@ -72,6 +81,9 @@ def test_reviewed_manifest_reflects_the_decisions_exactly(reviewed, tmp_path):
     unreviewed = pd.read_csv(tmp_path / "clean" / "unreviewed_suspects.csv", dtype=str)
     assert len(unreviewed) == 6 and not set(unreviewed["sample_id"]) & {s for v in plan.values() for s in v}
     assert json.loads((tmp_path / "clean" / "summary.json").read_text())["dropped"] == 3
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "clean").stat().st_mode & 0o777 == 0o777 & ~umask  # teammates can read it, not 0700
 
 
 def test_the_plugin_exports_the_same_manifest(reviewed, tmp_path):
@@ -91,9 +103,9 @@ def test_every_format_refits(reviewed, fmt, tmp_path):
                                                                             "warmup_epochs": 1})
     assert len(refit.samples) == 157  # 160 - 3 dropped
     assert refit.samples["given_label"].value_counts().sum() == 157
-    if fmt in ("csv", "jsonl"):
-        again = crust_clean.load_source(written.dataset, id_column="sample_id")
-        assert not set(plan["drop"]) & set(again.sample_ids)
+    if fmt != "imagefolder":  # the sample_id column is the id by default: decisions can follow into round 2
+        kept = set(run.samples["sample_id"]) - set(plan["drop"])
+        assert set(refit.samples["sample_id"]) == kept
 
 
 def test_auto_policy_drops_or_relabels_the_suspects(reviewed, tmp_path):
@@ -163,8 +175,10 @@ def test_review_serves_the_suspects_view_to_the_app(reviewed):
     import urllib.request
 
     import fiftyone.core.view as fov
+    import psutil
+    from fiftyone import ViewField as F
 
-    from crust_clean.review.fiftyone import launch_review
+    from crust_clean.review.app import launch_review
 
     run, dataset, _, _ = reviewed
     with socket.socket() as s:
@@ -183,11 +197,13 @@ def test_review_serves_the_suspects_view_to_the_app(reviewed):
                 pass
             time.sleep(0.2)
         assert "<title>FiftyOne</title>" in page
-        assert (state["dataset"], state["view_name"]) == ("review-loop", "crust suspects")
+        assert (state["dataset"], state["view_name"]) == ("review-loop", "to review")
         shown = fov.DatasetView._build(dataset, state["view"])  # the stages the App applies
-        assert [type(stage).__name__ for stage in shown._stages] == ["MatchTags", "SortBy"]
-        suspects = dataset.match_tags("crust:suspect")
-        assert len(shown) == len(suspects) == 12  # exported with top=12
-        assert shown.values("crust_score") == sorted(suspects.values("crust_score"), reverse=True)
+        assert [type(stage).__name__ for stage in shown._stages] == ["MatchTags", "Match", "SortBy"]
+        undecided = dataset.match_tags("crust:suspect").match(~F("crust_decision").exists())
+        assert len(shown) == len(undecided) == 6  # exported with top=12, 6 decided
+        assert shown.values("crust_score") == sorted(undecided.values("crust_score"), reverse=True)
+        listening = {c.laddr.ip for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == "LISTEN"}
+        assert listening == {"127.0.0.1"}  # this machine only: the App has no login
     finally:
         session.close()
