@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 WEIGHTS := weights/efficientnet_lite0-imagenet.safetensors
 
 .PHONY: install demo test weights screenshot bench-quick bench-detect-full bench-selection bench-loading \
-	bench-fast-path bench-frozen bench-augment clean
+	bench-fast-path bench-frozen bench-augment bench-review clean
 
 install: $(INSTALLED)
 
@@ -38,6 +38,11 @@ screenshot: $(INSTALLED)
 	test -f demo/run/embeddings.npy || $(MAKE) demo
 	$(BIN)/python scripts/screenshot.py demo/run --out docs/fiftyone-suspects.png \
 		--embeddings-out docs/fiftyone-embeddings.png
+
+# A 300-suspect review in operator calls (the demo's run, a reviewer who knows the truth; about a minute)
+bench-review: $(INSTALLED)
+	test -f demo/run/embeddings.npy || $(MAKE) demo
+	$(BIN)/python benchmarks/review_time.py demo/run --suspects 300
 
 # Detection benchmark at quick settings (needs ../shared/data; about 30 minutes on 2 CPU cores)
 bench-quick: $(INSTALLED)

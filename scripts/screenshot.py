@@ -1,4 +1,5 @@
-"""Screenshots of the FiftyOne App on a run, for the README (``make screenshot``): the suspects view, and the
+"""Screenshots of the FiftyOne App on a run, for the README (``make screenshot``): the "to review" queue after a
+reviewer decided its first 6 suspects, and the
 "crust embeddings" workspace (the samples by score beside the Embeddings panel's map, coloured by crust_score).
 
 Exports RUN (default: the demo's run, ``make demo``) into a temporary FiftyOne dataset, serves the App on
@@ -70,14 +71,20 @@ def main() -> None:
     from selenium.webdriver.common.by import By
 
     from crust_clean.errors import CrustCleanError
-    from crust_clean.review.fiftyone import EMBEDDINGS_WORKSPACE, VISUALIZATION_KEY, export_to_fiftyone, launch_review
+    from crust_clean.review.app import launch_review
+    from crust_clean.review.decision_store import record_decision
+    from crust_clean.review.fiftyone import EMBEDDINGS_WORKSPACE, VISUALIZATION_KEY, export_to_fiftyone
     from crust_clean.run.folder import Run
 
     try:
         Run(args.run)
     except CrustCleanError as err:
         sys.exit(f"screenshot: {err} (make demo writes demo/run)")
-    dataset = export_to_fiftyone(args.run, name="crust-clean-screenshot", persistent=False, overwrite=True, top=48)
+    dataset = export_to_fiftyone(args.run, name="crust-clean-screenshot", persistent=False, overwrite=True,
+                                 top=48).dataset
+    queue = dataset.load_saved_view("to review")
+    for decision, ids in (("drop", queue.values("id")[:4]), ("keep", queue.values("id")[4:6])):
+        record_decision(dataset.select(ids), decision)
     port = free_port()
     session = launch_review(args.run, name=dataset.name, port=port, remote=True)
     driver = browser()
