@@ -267,9 +267,9 @@ def _save_views(dataset, label_field: str) -> None:
         DISAGREEMENTS_VIEW: dataset.exists("crust_prediction")
         .match(F("crust_prediction.label") != F(f"{label_field}.label")).sort_by("crust_score", reverse=True),
     }
+    save_queue_views(dataset)  # first in the App's list of saved views
     for view_name, view in views.items():
         dataset.save_view(view_name, view, overwrite=True)
-    save_queue_views(dataset)
 
 
 def _app_config(dataset, label_field: str) -> None:
