@@ -108,9 +108,8 @@ def main() -> None:
     truth = pd.read_csv(args.truth or Path(args.run).parent / "data" / "truth.csv", dtype=str)
     decided = right_decisions(run, truth)
     dataset = export_to_fiftyone(run, name="crust-review-timing", persistent=False, overwrite=True,
-                                 top=args.suspects, visualization="none").dataset
+                                 top=args.suspects, visualization="none", carry_forward=False).dataset
     try:
-        clear_decisions(dataset)  # the timing starts from an empty queue whatever earlier rounds decided
         queue = dataset.load_saved_view("to review")
         assert len(queue) == args.suspects, f"the queue holds {len(queue)} suspects, not {args.suspects}"
         wrong = sum(decided[s][0] != "keep" for s in queue.values("crust_sample_id"))
@@ -121,7 +120,7 @@ def main() -> None:
     finally:
         dataset.delete()
     result = {
-        "run": str(Path(args.run).resolve()), "suspects": args.suspects, "mislabeled_among_them": wrong,
+        "run": args.run, "suspects": args.suspects, "mislabeled_among_them": wrong,
         "screen": args.screen, "one_by_one": summary(single), "by_screen": summary(screens),
         "queue_after": {"decided": counts_after[0], "left": counts_after[1]},
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",

@@ -234,13 +234,16 @@ def _suspect_options(command):
 @click.option("--visualization", type=click.Choice(["umap", "pca", "tsne", "none"]),
               help="the embeddings in 2-D for the App's Embeddings panel [default: umap when umap-learn is installed, "
                    "else pca]; none: no visualization and no similarity index")
+@click.option("--carry-forward/--no-carry-forward", default=True, show_default=True,
+              help="bring in the decisions made on the same samples (id and image content) in earlier datasets")
 @_user_errors
-def export_fiftyone(run, name, persistent, top, threshold, overwrite, visualization):
+def export_fiftyone(run, name, persistent, top, threshold, overwrite, visualization, carry_forward):
     """Write RUN's samples, scores, predictions and embeddings into a FiftyOne dataset with saved review views."""
     from .review.fiftyone import export_to_fiftyone
 
     written = export_to_fiftyone(run, name=name, persistent=persistent, top=top, threshold=threshold,
-                                 overwrite=overwrite, visualization=visualization, progress=True)
+                                 overwrite=overwrite, visualization=visualization, carry_forward=carry_forward,
+                                 progress=True)
     dataset = written.dataset
     click.echo(f"FiftyOne dataset {dataset.name!r}: {len(dataset)} samples, {written.suspects} tagged crust:suspect")
     if written.carried or written.reopened:

@@ -62,9 +62,13 @@ def record_decision(samples, decision: str, new_label: str | None = None) -> int
 
 
 def clear_decisions(samples) -> int:
-    """Remove the decisions (fields and tags) of ``samples``; they go back into the queue. Returns how many."""
+    """Remove the decisions (fields, tags, badges) of ``samples``; they go back into the queue, noted as re-opened
+    so that a later export does not carry an earlier round's decision onto them again. Returns how many."""
     n = len(samples)
-    _write_decisions(samples, {field: [None] * n for field in FIELDS})
+    pinned = samples._root_dataset.select(samples.values("id"), ordered=True)
+    _write_decisions(pinned, {field: [None] * n for field in FIELDS})
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    pinned.set_values(REOPENED_FIELD, [f"decision cleared in {pinned.dataset_name} at {now}"] * n)
     return n
 
 
@@ -110,9 +114,10 @@ def save_queue_views(dataset) -> None:
 
 def carry_decisions_forward(dataset, samples, *, reopen_margin: float = REOPEN_MARGIN) -> dict[str, int]:
     """Bring into ``samples`` (the export's view of ``dataset``) the decisions made on the same samples (id and
-    content) in other crust-clean datasets (``decisions.carry_forward``); mark the re-opened ones. Returns
+    content) in other crust-clean datasets (``decisions.carry_forward``); mark the re-opened ones. A sample with a
+    decision here, or re-opened here (by the rule or by clearing its decision), takes nothing. Returns
     ``{"carried": n, "reopened": m}``."""
-    undecided = samples.match(~_field(DECISION_FIELD).exists())
+    undecided = samples.match(~_field(DECISION_FIELD).exists() & ~_field(REOPENED_FIELD).exists())
     ids, sample_ids, hashes, scores = undecided.values(["id", "crust_sample_id", CONTENT_HASH_FIELD, "crust_score"])
     current = pd.DataFrame({"id": ids, "sample_id": sample_ids, "content_hash": hashes, "score": scores})
     earlier = _earlier_decisions(dataset.name)

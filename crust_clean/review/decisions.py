@@ -10,7 +10,7 @@ Decisions carry forward (``carry_forward``): a later export of a sample with the
 the latest decision made on it in any earlier dataset. A ``keep`` is re-opened (back in the queue, the earlier
 decision noted) when the sample's score rose by more than ``REOPEN_MARGIN`` since it was kept: the new model is
 more sure the label is wrong than the one the reviewer overruled. A drop or relabel stands. A sample whose image
-changed inherits nothing.
+changed inherits nothing, nor does one re-opened in the dataset exported into (``review.decision_store``).
 
 Policies of a cleaned dataset (``review.manifest``):
   ``reviewed``  the reviewers' decisions; a sample without one is kept (the suspects among them are listed).

@@ -86,8 +86,8 @@ class Export:
 
 def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persistent: bool = True,
                        top: int | None = None, threshold: float | None = None, overwrite: bool = False,
-                       visualization: str | None = None, reopen_margin: float = decisions.REOPEN_MARGIN,
-                       progress: bool = False) -> Export:
+                       visualization: str | None = None, carry_forward: bool = True,
+                       reopen_margin: float = decisions.REOPEN_MARGIN, progress: bool = False) -> Export:
     """Write ``run`` into a FiftyOne dataset (see the module docstring for the fields and views).
 
     A new dataset is created unless the run's source is a FiftyOne dataset: then the scores go into that
@@ -95,7 +95,8 @@ def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persis
     decisions kept). A dataset that holds another run, or that crust-clean did not create, is only
     written with ``overwrite=True`` (a dataset crust-clean created for another run is then replaced).
     Decisions made on the same samples (id and image content) in other crust-clean datasets are carried forward
-    (``review.decisions``; ``reopen_margin``: how far a kept sample's score must rise to re-open it).
+    unless ``carry_forward=False`` (``review.decisions``; ``reopen_margin``: how far a kept sample's score must rise
+    to re-open it).
     The suspects (tag ``crust:suspect``) are the run's own, the ``top`` K scores or those above ``threshold``.
     ``visualization``: how the embeddings are drawn in 2-D, ``umap``, ``pca`` or ``tsne`` (default: umap when
     umap-learn is installed, else pca), or ``none`` (neither the visualization nor the similarity index).
@@ -123,7 +124,8 @@ def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persis
     declare_fields(dataset)
     _write_fields(samples, table, into_source, _content_hashes(files))
     dataset.compute_metadata(progress=progress)
-    moved = carry_decisions_forward(dataset, samples, reopen_margin=reopen_margin)
+    moved = (carry_decisions_forward(dataset, samples, reopen_margin=reopen_margin) if carry_forward
+             else {"carried": 0, "reopened": 0})
     kept_earlier = set(samples.match((F(decisions.DECISION_FIELD) == "keep") & (F(decisions.DECIDED_IN_FIELD) != name))
                        .values("crust_sample_id"))
     suspects = [s for s in table.loc[table["suspect"], "sample_id"] if s not in kept_earlier]

@@ -159,10 +159,18 @@ def test_decisions_carry_into_the_next_round_but_not_onto_a_changed_image(round_
     assert dropped == {s for s, d in carried.items() if d == "drop"} and cleaned.dropped == 3
 
     again = export_to_fiftyone(second_run, name="round2-reopen", top=20, visualization="none", reopen_margin=-1.0)
+    fresh = export_to_fiftyone(second_run, name="round2-fresh", top=20, visualization="none", carry_forward=False)
+    assert (fresh.carried, fresh.decided, fresh.to_review) == (0, 0, 20)  # a review from scratch, when asked for
+    fresh.dataset.delete()
     notes = again.dataset.exists("crust_reopened")
     scored = [s for s in plan["keep"] if s not in edited and not np.isnan(scores_now[s])]  # val samples: none
     assert sorted(notes.values("crust_sample_id")) == sorted(scored) and len(scored) >= 3
     assert notes.first().crust_reopened.startswith(f"kept in {first.name} at ")  # back in the queue, with why
+    cleared = next(s for s, d in carried.items() if d == "drop")
+    clear_decisions(second.select_by("crust_sample_id", [cleared]))
+    rerun = export_to_fiftyone(second_run, top=20, visualization="none")  # the same dataset, exported again
+    assert rerun.carried == 0 and second.select_by("crust_sample_id", [cleared]).first().crust_decision is None
+    assert second.select_by("crust_sample_id", [cleared]).first().crust_reopened.startswith("decision cleared in")
     for dataset in (second, again.dataset):
         dataset.delete()
     clear_decisions(first)
