@@ -38,7 +38,8 @@ from .decisions import (
 
 SUSPECT_TAG = "crust:suspect"
 TO_REVIEW_VIEW, DECIDED_VIEW = "to review", "decided"
-#: Set on a kept sample whose score rose since (it is back in the queue): what was decided, where, scores.
+#: Why a sample is back in the queue: kept in an earlier round and its score rose since (what, where, both scores),
+#: or its decision was cleared here. A re-opened sample takes no decision from earlier rounds.
 REOPENED_FIELD = "crust_reopened"
 #: The decision as a label, so the App shows it on the tile by default ("drop", "keep", "relabel to cat").
 BADGE_FIELD = "crust_review"
@@ -56,7 +57,7 @@ def record_decision(samples, decision: str, new_label: str | None = None) -> int
     _write_decisions(samples, {
         DECISION_FIELD: [decision] * n, NEW_LABEL_FIELD: [new_label] * n, DECIDED_AT_FIELD: [now] * n,
         DECIDED_SCORE_FIELD: samples.values("crust_score"), DECIDED_HASH_FIELD: samples.values(CONTENT_HASH_FIELD),
-        DECIDED_IN_FIELD: [getattr(samples, "dataset_name", None) or samples.name] * n,  # a view or a dataset
+        DECIDED_IN_FIELD: [samples._root_dataset.name] * n,
     })
     return n
 
@@ -68,7 +69,7 @@ def clear_decisions(samples) -> int:
     pinned = samples._root_dataset.select(samples.values("id"), ordered=True)
     _write_decisions(pinned, {field: [None] * n for field in FIELDS})
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    pinned.set_values(REOPENED_FIELD, [f"decision cleared in {pinned.dataset_name} at {now}"] * n)
+    pinned.set_values(REOPENED_FIELD, [f"decision cleared in {pinned._root_dataset.name} at {now}"] * n)
     return n
 
 

@@ -14,7 +14,7 @@ carrying decisions forward, never by a re-export, so they survive one):
   crust_sample_id        the run's sample id (the key a re-export updates by)
   crust_content_hash     SHA-256 of the image file now (a decision is about this content)
   crust_review           Classification: the decision on the tile ("drop", "keep", "relabel to <class>")
-  crust_reopened         set on a sample kept in an earlier round whose score rose since: it is back in the queue
+  crust_reopened         why a sample is back in the queue: kept earlier and its score rose, or decision cleared
   mistakenness           FiftyOne Brain's compute_mistakenness on crust_prediction
   metadata               FiftyOne's image metadata (size, type, width, height), computed at export
 Tag ``crust:suspect`` marks the suspects (``--top`` K by score, or score above ``--threshold``), except samples
