@@ -66,16 +66,15 @@ def clear_decisions(samples) -> int:
     """Remove the decisions (fields, tags, badges) of ``samples``; they go back into the queue, noted as re-opened
     so that a later export does not carry an earlier round's decision onto them again. Returns how many."""
     n = len(samples)
-    pinned = samples._root_dataset.select(samples.values("id"), ordered=True)
-    _write_decisions(pinned, {field: [None] * n for field in FIELDS})
+    pinned = _write_decisions(samples, {field: [None] * n for field in FIELDS})
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     pinned.set_values(REOPENED_FIELD, [f"decision cleared in {pinned._root_dataset.name} at {now}"] * n)
     return n
 
 
-def _write_decisions(samples, values: dict) -> None:
-    """Write decision fields (lists in ``samples`` order), the tags and the tile badge. The targets are pinned by
-    id first: a view such as "to review" loses a sample as soon as its decision is written."""
+def _write_decisions(samples, values: dict):
+    """Write decision fields (lists in ``samples`` order), the tags and the tile badge; returns the samples pinned
+    by id, as they are written: a view such as "to review" loses a sample as soon as its decision is written."""
     import fiftyone as fo
 
     samples = samples._root_dataset.select(samples.values("id"), ordered=True)
@@ -88,6 +87,7 @@ def _write_decisions(samples, values: dict) -> None:
     samples.set_values(BADGE_FIELD, badges)
     for decision in DECISIONS:
         samples.match(_field(DECISION_FIELD) == decision).tag_samples(DECIDED_TAG + decision)
+    return samples
 
 
 def _field(name):

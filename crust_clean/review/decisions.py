@@ -79,10 +79,13 @@ def decide_reviewed(table: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFram
 
 def utc_iso(time) -> str | None:
     """``time`` as ISO 8601 with its UTC offset (``...+00:00``); a naive time is UTC (as FiftyOne stores it)."""
-    if time is None or pd.isna(time):
-        return None
+    return None if time is None or pd.isna(time) else as_utc(time).isoformat()
+
+
+def as_utc(time) -> pd.Timestamp:
+    """``time`` in UTC, time-zone aware; a naive time is taken to be UTC."""
     stamp = pd.Timestamp(time)
-    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).isoformat()
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def carry_forward(current: pd.DataFrame, earlier: pd.DataFrame, *,
@@ -135,8 +138,7 @@ def parse_decisions_csv(path, samples: pd.DataFrame, classes: list[str]) -> pd.D
         more = f"\n... and {len(errors) - 20} more" if len(errors) > 20 else ""
         raise BadInputError(f"{len(errors)} bad rows, nothing imported:\n" + "\n".join(errors[:20]) + more)
     rows = rows[rows["decision"] != ""].copy()
-    rows["decided_at"] = [pd.Timestamp(t or now) for t in rows["decided_at"]]
-    rows["decided_at"] = [t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC") for t in rows["decided_at"]]
+    rows["decided_at"] = [as_utc(t or now) for t in rows["decided_at"]]
     rows["decided_score"] = pd.to_numeric(rows["decided_score"].replace("", None))
     rows["new_label"] = rows["new_label"].replace("", None)
     rows["content_hash"] = rows["sample_id"].map(hashes)

@@ -67,7 +67,7 @@ def export_manifest(run: Run | str | Path, out: str | Path, *, policy: str = "re
     if not 0 <= relabel_confidence <= 1:
         raise BadInputError("--relabel-confidence must be in [0, 1]")
     run, out = Run.of(run), Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    if output_taken(out) and not overwrite:
         raise BadInputError(f"{out} already exists and is not empty (use --overwrite)")
     table = run.review_table(top=top, threshold=threshold)
     if policy == "reviewed":
@@ -94,6 +94,12 @@ def export_manifest(run: Run | str | Path, out: str | Path, *, policy: str = "re
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return CleanedDataset(out=out, dataset=out / written, kept=counts["keep"], dropped=counts["drop"],
                           relabeled=counts["relabel"], unreviewed_suspects=0 if unreviewed is None else len(unreviewed))
+
+
+def output_taken(out: str | Path) -> bool:
+    """Whether ``out`` exists and is not an empty folder (writing there needs ``overwrite``)."""
+    out = Path(out)
+    return out.exists() and (not out.is_dir() or any(out.iterdir()))
 
 
 def _write_dataset(cleaned: pd.DataFrame, staging: Path, fmt: str, copy: bool) -> str:

@@ -10,7 +10,6 @@ code the CLI runs); these classes are the App's shell around it.
 """
 
 from collections import Counter
-from pathlib import Path
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
@@ -23,7 +22,7 @@ from crust_clean.review.decision_store import (
     queue_counts,
     record_decision,
 )
-from crust_clean.review.manifest import export_manifest
+from crust_clean.review.manifest import export_manifest, output_taken
 
 APPLY_TO_ALL = "apply_to_all"
 _OVERWRITE_LABEL = "Replace an existing output folder"
@@ -179,7 +178,7 @@ class ExportCleanedManifest(foo.Operator):
                     description="reviewed: apply the decisions made here; auto: drop / relabel the suspects")
         inputs.enum("format", list(MANIFEST_FORMATS), default="csv", label="Format")
         out = ctx.params.get("out") or f"{run}/cleaned"
-        taken = _taken(out) and not ctx.params.get("overwrite")
+        taken = output_taken(out) and not ctx.params.get("overwrite")
         inputs.str("out", default=f"{run}/cleaned", required=True, label="Output folder", invalid=taken,
                    error_message=f"{out} already exists and is not empty: tick '{_OVERWRITE_LABEL}' or choose "
                                  "another output folder")
@@ -188,7 +187,7 @@ class ExportCleanedManifest(foo.Operator):
 
     def execute(self, ctx):
         out = ctx.params["out"]
-        if _taken(out) and not ctx.params.get("overwrite"):
+        if output_taken(out) and not ctx.params.get("overwrite"):
             raise ValueError(f"{out} already exists and is not empty: tick '{_OVERWRITE_LABEL}' or choose another "
                              "output folder")
         try:
@@ -209,11 +208,6 @@ class ExportCleanedManifest(foo.Operator):
         for name in ("kept", "dropped", "relabeled", "unreviewed_suspects"):
             outputs.int(name, label=name.replace("_", " "))
         return types.Property(outputs)
-
-
-def _taken(out: str) -> bool:
-    path = Path(out)
-    return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
 def register(plugin):
