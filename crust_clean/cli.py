@@ -6,79 +6,17 @@ failure at run time; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import sys
-import typing
 import warnings
-from collections.abc import Collection
 
 import click
 
+from .cli_options import GroupedCommand, config_options, run_option
 from .config import MANIFEST_FORMATS, MANIFEST_POLICIES, DataConfig, RunConfig
 from .errors import BadInputError, CrustCleanError, CrustCleanWarning
 from .train.distributed import torchrun_ranks
-
-_PYTHON_TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING}
-#: ``fit --help`` sections, in order, as timm's train.py groups its arguments; config sections by name.
-_SECTIONS = {"run": "Run", "data": "Data", "model": "Model", "crust": "CRUST", "train": "Training"}
-
-
-class _GroupedOption(click.Option):
-    """An option that belongs to a section of its command's --help."""
-
-    def __init__(self, *args, section: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.section = section
-
-
-class _GroupedCommand(click.Command):
-    """A command whose --help lists its options section by section (``_SECTIONS``) instead of in one list."""
-
-    def format_options(self, ctx, formatter):
-        rows: dict[str, list] = {name: [] for name in _SECTIONS.values()}
-        for param in self.get_params(ctx):
-            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
-            if record is not None:
-                rows[getattr(param, "section", "Run")].append(record)
-        for name, records in rows.items():
-            if records:
-                with formatter.section(f"{name} options"):
-                    formatter.write_dl(records)
-
-
-def _run_option(*args, **kwargs):
-    return click.option(*args, cls=_GroupedOption, section="Run", **kwargs)
-
-
-def _config_options(command, only: Collection[str] | None = None):
-    """Add one ``--flag`` per config field (help and choices from the field's metadata), in its section; with
-    ``only``, for those fields alone."""
-    defaults = RunConfig()
-    for section in reversed(dataclasses.fields(defaults)):
-        hints = typing.get_type_hints(type(getattr(defaults, section.name)))
-        for f in reversed(dataclasses.fields(getattr(defaults, section.name))):
-            if only is not None and f.name not in only:
-                continue
-            name = "model" if (section.name, f.name) == ("model", "name") else f.name
-            flag = "--" + name.replace("_", "-")
-            default = getattr(getattr(defaults, section.name), f.name)
-            shown = [round(x, 3) for x in default] if isinstance(default, list) else default
-            kwargs = dict(cls=_GroupedOption, section=_SECTIONS[section.name],
-                          help=f"{f.metadata['help']} [{section.name}.{f.name}; default: {shown}]")
-            if isinstance(default, bool):
-                option = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None, **kwargs)
-            elif isinstance(default, list):
-                kwargs["help"] += " (repeatable)"
-                option = click.option(flag, name, type=click.FLOAT, multiple=True, **kwargs)
-            elif f.metadata["choices"]:
-                option = click.option(flag, name, type=click.Choice(f.metadata["choices"]), **kwargs)
-            else:
-                kind = next(t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
-                option = click.option(flag, name, type=_PYTHON_TYPES[kind], **kwargs)
-            command = option(command)
-    return command
 
 
 def _user_errors(func):
@@ -120,22 +58,22 @@ def cli():
     """Find mislabeled images with CRUST coresets and train a noise-robust timm model."""
 
 
-@cli.command(cls=_GroupedCommand)
+@cli.command(cls=GroupedCommand)
 @click.argument("source", type=click.Path(), required=False)
-@_run_option("--resume", "resume_run", type=click.Path(file_okay=False),
+@run_option("--resume", "resume_run", type=click.Path(file_okay=False),
              help="continue the killed or interrupted run in this folder (its own config and source)")
-@_run_option("--out", type=click.Path(file_okay=False), help="run folder [default: runs/<time>-<model>-<data>]")
-@_run_option("--config", "config_file", type=click.Path(dir_okay=False),
+@run_option("--out", type=click.Path(file_okay=False), help="run folder [default: runs/<time>-<model>-<data>]")
+@run_option("--config", "config_file", type=click.Path(dir_okay=False),
              help="YAML config: a shipped one by name (crust-clean configs) or a file such as an earlier "
                   "RUN/config.yaml; flags override it")
-@_run_option("--overwrite", is_flag=True, help="write into an existing non-empty run folder")
-@_run_option("--quiet", "-q", is_flag=True, help="no progress bars or per-epoch lines")
-@_run_option("--dry-run", is_flag=True, help="print the resolved config and a dataset summary; do not train")
-@_run_option("--report", "with_report", is_flag=True, help="write RUN/report/ at the end (see: crust-clean report)")
-@_run_option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+@run_option("--overwrite", is_flag=True, help="write into an existing non-empty run folder")
+@run_option("--quiet", "-q", is_flag=True, help="no progress bars or per-epoch lines")
+@run_option("--dry-run", is_flag=True, help="print the resolved config and a dataset summary; do not train")
+@run_option("--report", "with_report", is_flag=True, help="write RUN/report/ at the end (see: crust-clean report)")
+@run_option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
              help="train with this many processes (DDP, one per GPU; gloo on CPU); the same as "
                   "torchrun --nproc-per-node N -m crust_clean fit ...")
-@_config_options
+@config_options
 @_user_errors
 def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_report, nproc, **options):
     """Train with CRUST on SOURCE and rank suspected mislabels.
@@ -179,7 +117,7 @@ def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_re
 @cli.command()
 @click.argument("source", type=click.Path())
 @click.option("--quiet", "-q", is_flag=True, help="no progress bar")
-@functools.partial(_config_options, only=DataConfig().source_options())
+@functools.partial(config_options, only=DataConfig().source_options())
 @_user_errors
 def check(source, quiet, **columns):
     """Validate SOURCE as fit would, without training: decode every image, report counts per class,
@@ -226,7 +164,8 @@ def _suspect_options(command):
 
 @export.command("fiftyone")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--name", help="FiftyOne dataset [default: crust-<run folder>, or the run's fo: source]")
+@click.option("--name", help="FiftyOne dataset [default: crust-<run folder>-<6 hex digits of its path>, or the "
+                               "run's fo: source]")
 @click.option("--persistent/--no-persistent", default=True, show_default=True,
               help="keep the dataset after this process exits")
 @_suspect_options
