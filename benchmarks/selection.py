@@ -40,7 +40,7 @@ def _rss_bytes() -> int:
 
 def _dense_similarity(x):
     """The peers' input: the full (n, n) float32 matrix d0 - ||x_i - x_j||, our objective's similarities."""
-    from crust_clean.method.selection import distance_bound, distances
+    from crust_clean.method.facility_location import distance_bound, distances
 
     return (distance_bound(x) - distances(x, x)).cpu().numpy()
 
@@ -51,7 +51,8 @@ def _select(method: str, x, k: int):
     import numpy as np
     import torch
 
-    from crust_clean.method.selection import centrality, facility_location, in_partitions
+    from crust_clean.method.facility_location import facility_location
+    from crust_clean.method.selection import centrality, in_partitions
 
     if method == "centrality":
         return centrality(x, k).medoids
@@ -77,7 +78,7 @@ def k_medoids_cost(x, medoids) -> float:
     """Sum over rows of the distance to the nearest medoid (the objective F hides differences behind n * d0)."""
     import torch
 
-    from crust_clean.method.selection import distances
+    from crust_clean.method.facility_location import distances
 
     chosen = x[torch.as_tensor(medoids, device=x.device)]
     return float(sum(distances(x[a:a + 2048], chosen).min(1).values.double().sum() for a in range(0, len(x), 2048)))

@@ -6,19 +6,15 @@ import pytest
 import torch
 
 from crust_clean.config import CrustConfig
+from crust_clean.method.facility_location import Coreset, distance_bound, distances, facility_location, squared_norms
 from crust_clean.method.selection import (
-    Coreset,
     assign_to_medoids,
     centrality,
-    distance_bound,
-    distances,
-    facility_location,
     in_partitions,
     mixup_partners,
     normalize_weights,
     partition_shares,
     select_coreset,
-    squared_norms,
 )
 
 
