@@ -1,6 +1,7 @@
 """Review as a team lives in it (real mongod): a queue that empties, no accidental whole-view edits, decisions that
 carry into the next round (not onto a changed image), decisions through CSV and back, an App bound to this machine."""
 
+import os
 import shutil
 from types import SimpleNamespace
 
@@ -231,6 +232,7 @@ def test_the_app_is_bound_to_this_machine_unless_told_otherwise(round_one, monke
     from click.testing import CliRunner
 
     from crust_clean.cli import cli
+    from crust_clean.config import PLUGIN_DIR
     from crust_clean.review.app import launch_review, prepare_app_environment
 
     with pytest.warns(CrustCleanWarning, match=r"listens on 0\.0\.0\.0:5151 without a login"), \
@@ -242,6 +244,12 @@ def test_the_app_is_bound_to_this_machine_unless_told_otherwise(round_one, monke
     assert result.exit_code == 2
     assert result.output.splitlines()[0].startswith("Warning: the App listens on 10.1.2.3:5151 without a login")
     monkeypatch.setattr(fo.config, "plugins_dir", fo.config.plugins_dir)  # restored afterwards
+    monkeypatch.setattr(fo.config, "do_not_track", fo.config.do_not_track)
+    monkeypatch.delenv("FIFTYONE_PLUGINS_DIR")
+    monkeypatch.delenv("FIFTYONE_DO_NOT_TRACK")
+    prepare_app_environment()  # what `review` does for a user who set neither
+    assert os.environ["FIFTYONE_PLUGINS_DIR"] == fo.config.plugins_dir == str(PLUGIN_DIR)
+    assert os.environ["FIFTYONE_DO_NOT_TRACK"] == "true" and fo.config.do_not_track is True
     monkeypatch.setenv("FIFTYONE_PLUGINS_DIR", str(tmp_path))  # a plugins folder of the user's, without ours
     with pytest.warns(CrustCleanWarning, match=f"the review plugin is not in FIFTYONE_PLUGINS_DIR={tmp_path}"):
         prepare_app_environment()
