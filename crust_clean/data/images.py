@@ -11,6 +11,7 @@ Stores pickle cheaply (paths, a memory-mapped Arrow table, a memory map), so Dat
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -119,6 +120,12 @@ class DatasetImages:
         taken = DatasetImages.__new__(DatasetImages)
         taken.column, taken.dataset, taken.rows = self.column, self.dataset, self.rows[np.asarray(indices, dtype=np.int64)]
         return taken
+
+
+def content_hash(encoded: bytes) -> str:
+    """The identity of an image's content: SHA-256 (hex) of its encoded bytes, as stored. ``check`` groups
+    duplicates by it and a review decision is tied to it."""
+    return hashlib.sha256(encoded).hexdigest()
 
 
 def encoded_image(value: dict | None) -> Path | bytes:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 
 from ..config import RunConfig
-from .images import undecodable
+from .images import content_hash, undecodable
 from .sources import Samples, load_source
 
 
@@ -45,7 +44,7 @@ def find_duplicates(samples: Samples) -> list[dict]:
     """Groups of samples whose encoded images are byte-identical (sha256), largest first."""
     groups: dict[str, list[int]] = {}
     for i in range(len(samples)):
-        groups.setdefault(hashlib.sha256(samples.images.encoded(i)).hexdigest(), []).append(i)
+        groups.setdefault(content_hash(samples.images.encoded(i)), []).append(i)
     found = [{"sample_ids": [samples.sample_ids[i] for i in members],
               "labels": [samples.class_names[samples.labels[i]] for i in members],
               "labels_differ": len({int(samples.labels[i]) for i in members}) > 1}

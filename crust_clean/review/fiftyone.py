@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.images import content_hash
 from ..errors import BadInputError
 from ..run.folder import MODEL, Run
 from . import decisions
@@ -122,7 +123,7 @@ def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persis
         raise BadInputError(f"FiftyOne dataset {name!r} lacks {len(table) - len(samples)} samples of the run")
     label_field = source["label_field"] if into_source else dataset.info.get("crust_label_field", GIVEN_LABEL_FIELD)
     declare_fields(dataset)
-    _write_fields(samples, table, into_source, _content_hashes(files))
+    _write_fields(samples, table, into_source, [content_hash(Path(file).read_bytes()) for file in files])
     dataset.compute_metadata(progress=progress)
     moved = (carry_decisions_forward(dataset, samples, reopen_margin=reopen_margin) if carry_forward
              else {"carried": 0, "reopened": 0})
@@ -148,15 +149,6 @@ def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persis
     decided, left = queue_counts(dataset)
     return Export(dataset=dataset, suspects=len(suspects), carried=moved["carried"], reopened=moved["reopened"],
                   decided=decided, to_review=left)
-
-
-def _content_hashes(files: list[Path]) -> list[str]:
-    """SHA-256 of each file (hex)."""
-    hashes = []
-    for file in files:
-        with open(file, "rb") as f:
-            hashes.append(hashlib.file_digest(f, "sha256").hexdigest())
-    return hashes
 
 
 def _target_dataset(run: Run, name: str, *, into_source: bool, overwrite: bool):
