@@ -45,7 +45,8 @@ def load_hub_dataset(name: str, *, split: str | None = None, image_column: str |
     if _is_string(features[image_column]):  # file paths, relative to the dataset's folder
         base = root if root is not None else Path(".")
         files = [base / p if p else base / "<empty>" for p in dataset[image_column]]
-        return samples_from_files(name_for_runs, root, origin, ids, files, classes, where=where, class_order=class_order)
+        return samples_from_files(name_for_runs, root, origin, ids, files, classes, where=where,
+                                  class_order=class_order)
     store = DatasetImages(dataset, image_column, range(len(dataset)))
     checks = [_encoded_size(v) for v in _undecoded(store.dataset, image_column)]
     return build_samples(name_for_runs, root, origin, ids, checks, classes, store, where=where, class_order=class_order)
