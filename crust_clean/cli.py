@@ -357,7 +357,8 @@ def _print_transforms(cfg: RunConfig) -> None:
 
     steps = describe_transforms(cfg)
     where = (f"the {cfg.data.feature_views} augmented feature views (--feature-views)" if cfg.data.feature_views
-             else "nothing: --train head reads the eval view only") if cfg.model.train == "head" else "every epoch"
+             else f"nothing: --train {cfg.model.train} reads the eval view only") if cfg.model.train != "all" \
+        else "every epoch"
     click.echo(f"# train augmentation, on {where}:")
     for step in steps["train"]:
         click.echo(f"#   {step}")

@@ -28,7 +28,7 @@ PROXIES = ("last-layer", "logits")
 GREEDY = ("lazy", "stochastic", "naive")
 CACHES = ("auto", "none", "memory", "disk")
 KEY_MAPS = ("none", "order")
-TRAINED_PARTS = ("all", "head")
+TRAINED_PARTS = ("all", "head", "last-stages")
 HEADS = ("linear", "mlp")
 #: The input size of a model that starts from random initialisation (``model.img_size`` unset).
 FROM_SCRATCH_IMG_SIZE = 64
@@ -54,10 +54,11 @@ class DataConfig:
     cache: str = option("auto", "decode images once into uint8 pixels at the model's size, held in memory or in a "
                         "file in the run folder; auto = memory when that is lossless (no image larger than "
                         "img_size) and under 2 GiB", CACHES)
-    feature_views: int = option(0, "--train head: augmented views per sample computed in the feature pass (with "
-                                "the train augmentation); each epoch the head sees one of them; 0 = the eval view only")
-    feature_cache: str | None = option(None, "--train head: folder of cached features, keyed by model, weights, "
-                                       "transform and source (default: ~/.cache/crust-clean/features)")
+    feature_views: int = option(0, "--train head / last-stages: augmented views per sample computed in the feature "
+                                "pass (with the train augmentation); each epoch the head sees one of them; 0 = the "
+                                "eval view only")
+    feature_cache: str | None = option(None, "--train head / last-stages: folder of cached features, keyed by model, "
+                                       "weights, transform and source (default: ~/.cache/crust-clean/features)")
     split: str | None = option(None, "split of a Hugging Face dataset (default: train, or the only split)")
     image_column: str | None = option(None, "image column of a HF dataset (default: its Image feature) or a "
                                       "manifest's path column")
@@ -84,9 +85,12 @@ class ModelConfig:
                                      "(same tensors in the same order, checked by shape)", KEY_MAPS)
     img_size: int | None = option(None, "square input size in pixels (default: the model's pretrained input size "
                                   "when it starts from pretrained weights, else 64)")
-    train: str = option("all", "what trains: all (fine-tune the whole network) or head (a frozen pretrained "
-                        "backbone's features, computed once and cached, and CRUST on a head over them)",
-                        TRAINED_PARTS)
+    train: str = option("all", "what trains: all (fine-tune the whole network), head (a frozen pretrained "
+                        "backbone's features, computed once and cached, and CRUST on a head over them) or "
+                        "last-stages (the early stages frozen and their output cached the same way, the last "
+                        "--stages stages and the head trained)", TRAINED_PARTS)
+    stages: int = option(1, "--train last-stages: how many of the network's last stages train (timm's feature_info "
+                         "stages: EfficientNet's 7 block groups, ResNet's 4 layers)")
     head: str = option("linear", "the head of --train head: linear, or mlp (one hidden layer, GELU)", HEADS)
     head_hidden: int = option(1024, "width of the mlp head's hidden layer")
     mean: list[float] = option([], "input normalisation mean per channel (3 values; default: the timm model's)")
@@ -155,7 +159,8 @@ class RunConfig:
         _check("model.head_hidden", self.model.head_hidden >= 1, "must be >= 1")
         _check("data.feature_views", self.data.feature_views >= 0, "must be >= 0")
         _check("model.train", self.model.train == "all" or self.model.pretrained or self.model.pretrained_weights,
-               "head needs a pretrained backbone: add --pretrained or --pretrained-weights FILE")
+               f"{self.model.train} needs a pretrained backbone: add --pretrained or --pretrained-weights FILE")
+        _check("model.stages", self.model.stages >= 1, "must be >= 1")
         _check("crust.coreset_fraction", 0 < c.coreset_fraction <= 1, "must be in (0, 1]")
         _check("crust.noise_margin", 0 <= c.noise_margin < 1, "must be in [0, 1)")
         _check("crust.warmup_epochs", c.warmup_epochs >= 0, "must be >= 0")
@@ -263,6 +268,12 @@ def _resource_dir(name: str) -> Path:
 CONFIG_DIR = _resource_dir("configs")
 #: The FiftyOne review plugin's folder (``fiftyone.yml``, ``__init__.py``): what FIFTYONE_PLUGINS_DIR is set to.
 PLUGIN_DIR = _resource_dir("plugins") / "crust_clean"
+
+
+def user_cache(kind: str) -> Path:
+    """Where crust-clean keeps what it computes once for any run (``features``, ``weights``): the user's cache
+    folder, ``$XDG_CACHE_HOME/crust-clean/<kind>`` (default ``~/.cache``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "crust-clean" / kind
 
 
 def named_configs() -> dict[str, str]:

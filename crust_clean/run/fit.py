@@ -58,8 +58,9 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     cfg = resolve_config(config, **options)
     prepare(cfg.model)  # before any work: the model exists, its pretrained weights are at hand
     ranks = from_environment(cfg.train.device)  # several processes under torchrun, else one
-    if ranks.active and cfg.model.train == "head":
-        raise BadInputError("--train head trains a head on cached features in one process: drop --nproc / torchrun")
+    if ranks.active and cfg.model.train != "all":
+        raise BadInputError(f"--train {cfg.model.train} trains on cached features in one process: drop --nproc / "
+                            "torchrun")
     samples = load_source(source, **cfg.data.source_options())
     folder = RunFolder(broadcast(Path(out) if out is not None else default_run_dir(cfg.model.name, samples.name),
                                  ranks))

@@ -1,23 +1,26 @@
-"""The frozen-feature fast path (``model.train: head``): a pretrained backbone is frozen, its pooled features are
-computed once per sample and cached on disk, and CRUST trains a head on them.
+"""Cached frozen features: the frozen-feature fast path (``model.train: head``: a pretrained backbone is frozen, its
+pooled features are computed once per sample and cached on disk, and CRUST trains a head on them) and the trunk
+of partial fine-tuning (``last-stages``: the frozen early stages' output maps, cached the same way, on which the
+last stages train; ``train.stages``).
 
 The feature pass reads every image once (a bad image is found here, as the decoding pass of a full fit finds it),
 applies the eval transform and, with ``data.feature_views`` V > 0, V draws of the train augmentation, and writes
-timm's pooled features (the classifier's input) as float16 into ``(V + 1, N, D)``, batch by batch (memory: one
-batch). The cache entry is keyed by the model, its weights, the data config, the views and the samples
-(``Samples.fingerprint``): a second fit on the same data and backbone reads it instead (``data.feature_cache``).
+the frozen part's output (timm's pooled features, the classifier's input; or the trunk's (C, H, W) maps) as
+float16 into ``(V + 1, N, ...)``, batch by batch (memory: one batch). The cache entry is keyed by the model, its
+weights, the data config, the views, the cut (for a trunk) and the samples (``Samples.fingerprint``): a second
+fit on the same data and backbone reads it instead (``data.feature_cache``).
 
 The head trains like any network here (``train.trainer``): its datasets read feature rows instead of images (the
 eval view, or each epoch one augmented view), mixup mixes features, the last-layer proxy is (p - y) W of the head.
 With a linear head the per-sample gradient of the training loss is exactly (p - y) h (outer product with the
 features h; and p - y for the bias): CRUST's gradient picture holds for the head without the deep-network
-approximation, while selection still runs on the proxy (p - y) W, its image on the features' side.
+approximation, while selection still runs on the proxy (p - y) W, its image on the features' side. The top of a
+partial fine-tuning trains the same way on maps (``train.stages``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -27,11 +30,9 @@ import numpy as np
 import torch
 
 from ..atomic import staged_folder
-from ..config import RunConfig
+from ..config import RunConfig, user_cache
 from ..data.sources import Samples
 from ..errors import CrustCleanError
-from .models import feature_width
-
 #: Bumped when the cached arrays change meaning.
 FEATURE_FORMAT = 1
 FEATURES, META = "features.npy", "meta.json"
@@ -84,7 +85,8 @@ class Head(torch.nn.Module):
 
 
 class FeatureStore:
-    """The cached features as a sample store: item i = sample i's (V + 1, D) float16 rows (view 0: eval)."""
+    """The cached features as a sample store: item i = sample i's (V + 1, ...) float16 views (view 0: eval) of
+    its pooled features (D,) or its trunk maps (C, H, W)."""
 
     def __init__(self, array: np.ndarray, rows: np.ndarray | None = None):
         self.array = array
@@ -130,13 +132,16 @@ def random_view(features: np.ndarray) -> torch.Tensor:
 
 @dataclass
 class Backbone:
-    """A frozen pretrained backbone: the module giving pooled features, its timm data config, the whole timm
-    model's state (a new head included: what the saved model starts from) and its classifier's name."""
+    """A frozen pretrained backbone: the module whose output is cached (pooled features, or with ``cut`` the
+    trunk's maps), its timm data config, the whole timm model's state (a new head included: what the saved model
+    starts from) and its classifier's name; for ``last-stages`` the cut and the trainable top."""
 
     module: torch.nn.Module
     data_cfg: dict
     state: dict
     classifier: str
+    cut: str | None = None  # last-stages: the first trained stage (the cached maps are its input)
+    top: torch.nn.Module | None = None
 
 
 def frozen_backbone(cfg: RunConfig, num_classes: int) -> Backbone:
@@ -145,8 +150,14 @@ def frozen_backbone(cfg: RunConfig, num_classes: int) -> Backbone:
     model = models.create_model(cfg.model, num_classes)  # pretrained body, a zero head
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     classifier = models.classifier_name(model)
+    data_cfg = models.data_config(model, cfg.model)
+    if cfg.model.train == "last-stages":
+        from .stages import split
+
+        cut = split(model, cfg.model.stages, img_size=data_cfg["input_size"][-1])
+        return Backbone(cut.trunk, data_cfg, state, classifier, cut=cut.cut, top=cut.top)
     model.reset_classifier(0)  # timm's pooled features: the classifier's input
-    return Backbone(model, models.data_config(model, cfg.model), state, classifier)
+    return Backbone(model, data_cfg, state, classifier)
 
 
 def features_of(backbone: Backbone, samples: Samples, cfg: RunConfig, ctx) -> "Features":
@@ -154,7 +165,8 @@ def features_of(backbone: Backbone, samples: Samples, cfg: RunConfig, ctx) -> "F
     from . import models
 
     train_tf, eval_tf = models.build_transforms(backbone.data_cfg, cfg.train)
-    description = cache_description(cfg, samples, backbone.data_cfg, models.weights_identity(cfg.model))
+    description = cache_description(cfg, samples, backbone.data_cfg, models.weights_identity(cfg.model),
+                                    cut=backbone.cut)
     return load_or_extract(backbone.module, samples, [eval_tf] + [train_tf] * cfg.data.feature_views, description,
                            ctx, cache_root(cfg))
 
@@ -170,20 +182,19 @@ class Features:
 
 
 def cache_root(cfg: RunConfig) -> Path:
-    if cfg.data.feature_cache:
-        return Path(cfg.data.feature_cache)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "crust-clean" / "features"
+    return Path(cfg.data.feature_cache) if cfg.data.feature_cache else user_cache("features")
 
 
-def cache_description(cfg: RunConfig, samples: Samples, data_cfg: dict, weights: str) -> dict:
-    """Everything the features depend on; its digest names the cache entry."""
+def cache_description(cfg: RunConfig, samples: Samples, data_cfg: dict, weights: str, *, cut: str | None = None) -> dict:
+    """Everything the features depend on; its digest names the cache entry (``cut``: a trunk's maps, the input of
+    that stage; pooled features without, as before there were trunks)."""
     views = cfg.data.feature_views
     return {
         "format": FEATURE_FORMAT, "model": cfg.model.name, "weights": weights,
         "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(data_cfg.items())},
         "views": views, "augment": {"on": cfg.train.augment, "crop_scale": cfg.train.crop_scale,
                                     "hflip": cfg.train.hflip, "seed": cfg.train.seed} if views else None,
-        "samples": samples.fingerprint(), "count": len(samples),
+        "samples": samples.fingerprint(), "count": len(samples), **({"cut": cut} if cut else {}),
     }
 
 
@@ -197,9 +208,10 @@ def load_or_extract(backbone: torch.nn.Module, samples: Samples, transforms: lis
     entry = root / hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
     if not (entry / META).is_file():
         with staged_folder(entry) as build:
-            seconds, failed = _extract(backbone, samples, transforms, build / FEATURES, ctx,
+            shape = output_shape(backbone, transforms[0])
+            seconds, failed = _extract(backbone, samples, transforms, shape, build / FEATURES, ctx,
                                        seed=(description["augment"] or {}).get("seed", 0))
-            (build / META).write_text(json.dumps({"description": description, "width": feature_width(backbone),
+            (build / META).write_text(json.dumps({"description": description, "shape": list(shape),
                                                   "failed": failed, "seconds": round(seconds, 2),
                                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
         cached = False
@@ -210,7 +222,8 @@ def load_or_extract(backbone: torch.nn.Module, samples: Samples, transforms: lis
         array = np.load(entry / FEATURES, mmap_mode="r")
     except (OSError, ValueError):
         array = None
-    if array is None or array.shape != (len(transforms), len(samples), meta["width"]):
+    shape = tuple(meta["shape"]) if "shape" in meta else (meta["width"],)  # "width": entries of pooled features only
+    if array is None or array.shape != (len(transforms), len(samples), *shape):
         raise CrustCleanError(f"the feature cache {entry} is damaged: remove it and fit again")
     return Features(FeatureStore(array), [tuple(f) for f in meta["failed"]], cached, seconds)
 
@@ -241,8 +254,17 @@ def _collate(items):
     return (torch.stack(views) if views else None), [reason for _, reason in items]
 
 
-def _extract(backbone, samples: Samples, transforms: list, file: Path, ctx, *, seed: int):
-    """Write the features of every sample into ``file`` (a .npy of (V + 1, N, D) float16, written batch by
+def output_shape(backbone: torch.nn.Module, eval_tf) -> tuple[int, ...]:
+    """The shape of one sample's output of ``backbone`` (pooled (D,), or a trunk's (C, H, W)): a blank image through
+    the eval transform (which resizes it to the input size) and the backbone."""
+    from PIL import Image
+
+    with torch.inference_mode():
+        return tuple(backbone.eval()(eval_tf(Image.new("RGB", (32, 32)))[None]).shape[1:])
+
+
+def _extract(backbone, samples: Samples, transforms: list, shape: tuple[int, ...], file: Path, ctx, *, seed: int):
+    """Write the features of every sample into ``file`` (a .npy of (V + 1, N, *shape) float16, written batch by
     batch through a memory map); returns (seconds, failed)."""
     from tqdm.auto import tqdm
 
@@ -250,7 +272,7 @@ def _extract(backbone, samples: Samples, transforms: list, file: Path, ctx, *, s
     device = ctx.device
     backbone = backbone.eval().to(device.device, memory_format=torch.channels_last)  # 2x on CPU as on CUDA
     out = np.lib.format.open_memmap(file, mode="w+", dtype=np.float16,
-                                    shape=(len(transforms), len(samples), feature_width(backbone)))
+                                    shape=(len(transforms), len(samples), *shape))
     batch_size = max(1, 64 // len(transforms))
     loader = torch.utils.data.DataLoader(_Views(samples.images, transforms, seed), batch_size=batch_size,
                                          num_workers=ctx.workers, collate_fn=_collate,
@@ -266,7 +288,7 @@ def _extract(backbone, samples: Samples, transforms: list, file: Path, ctx, *, s
                     x = views.flatten(0, 1).to(device.device, non_blocking=True)
                     with device.autocast():
                         h = backbone(x.contiguous(memory_format=torch.channels_last)).float()
-                    out[:, row:row + n] = h.view(n, len(transforms), -1).transpose(0, 1).cpu().numpy()
+                    out[:, row:row + n] = h.reshape(n, len(transforms), *shape).transpose(0, 1).cpu().numpy()
                 row += n
     finally:
         random.setstate(python_state)

