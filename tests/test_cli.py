@@ -69,8 +69,8 @@ def test_fit_prints_a_summary_and_honours_config_and_flags(noisy_colours, tmp_pa
 
 def test_a_fit_that_ends_within_the_warm_up_says_it_runs_no_crust(noisy_colours, tmp_path):
     out = tmp_path / "short"
-    args = ["fit", str(noisy_colours), "--out", str(out), "--quiet", "--img-size", "24", "--batch-size", "32",
-            "--epochs", "2", "--warmup-epochs", "2"]
+    args = ["fit", str(noisy_colours), "--out", str(out), "--quiet", "--config", "default", "--img-size", "24",
+            "--batch-size", "32", "--epochs", "2", "--warmup-epochs", "2"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines() == [

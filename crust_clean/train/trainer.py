@@ -54,6 +54,20 @@ class Device:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    @property
+    def inference_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of a pass that only infers (the feature pass): the AMP dtype on CUDA; bfloat16 on a
+        CPU that computes it natively (AVX-512 BF16 or AMX: Lite0's forward ran 2.1x faster on 2 cores, and the
+        cached features are float16 anyway); else none."""
+        if self.amp_dtype is not None:
+            return self.amp_dtype
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return torch.bfloat16 if self.device.type == "cpu" and native else None
+
+    def inference_autocast(self):
+        dtype = self.inference_dtype
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
     def images(self, x: torch.Tensor) -> torch.Tensor:
         """A batch on the device: images or trunk maps (N, C, H, W) channels-last (faster convolutions on a CPU too:
         a resnet10t training step at 64 px 0.53 s instead of 0.83 s on 2 cores); features (N, D) as they are."""

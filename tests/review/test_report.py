@@ -26,7 +26,7 @@ SECTIONS = ("health", "classes", "confusions", "scores", "training", "coreset", 
 def fitted_with_report(noisy_colours, tmp_path_factory):
     """``crust-clean fit --report`` with true labels, as a user runs it."""
     out = tmp_path_factory.mktemp("report") / "run"
-    args = ["fit", str(noisy_colours), "--out", str(out), "--quiet", "--report",
+    args = ["fit", str(noisy_colours), "--out", str(out), "--quiet", "--report", "--model", QUICK["model"],
             "--true-labels", str(noisy_colours.parent / "truth.csv"),
             "--epochs", str(QUICK["epochs"]), "--warmup-epochs", str(QUICK["warmup_epochs"]),
             "--img-size", str(QUICK["img_size"]), "--batch-size", "32", "--lr", str(QUICK["lr"]), "--hflip", "0"]

@@ -15,7 +15,7 @@ import crust_clean
 from crust_clean.errors import BadInputError
 from crust_clean.train.stages import split, stage_names
 
-from .test_features import saved_model_logits
+from .test_features import assert_predicts_as_the_run_says
 
 STAGES = dict(model="resnet10t", train="last-stages", stages=1, img_size=24, epochs=6, warmup_epochs=2,
               batch_size=32, lr=0.05, hflip=0.0, progress=False)
@@ -83,7 +83,12 @@ def test_a_last_stages_fit_trains_the_top_on_cached_maps(stages_run):
     entry, = Path(stages_run.config.data.feature_cache).iterdir()
     array = np.load(entry / "features.npy", mmap_mode="r")
     assert array.shape == (1, 160, 256, 2, 2) and array.dtype == np.float16
-    assert json.loads((entry / "meta.json").read_text())["description"]["cut"] == "layer4"
+    description = json.loads((entry / "meta.json").read_text())["description"]
+    assert description["cut"] == "layer4"
+    from crust_clean.train.trainer import Device
+
+    bf16 = Device.resolve("cpu").inference_dtype is not None  # the pass's precision is part of the key
+    assert description.get("precision") == ("bfloat16 on the CPU" if bf16 else None)
     ledger = stages_run.ledger()
     selecting = ledger[ledger["epoch"] >= STAGES["warmup_epochs"]]
     assert (selecting.groupby("epoch")["selected"].sum() == 72).all()  # half of each class's 36
@@ -102,8 +107,7 @@ def test_the_saved_model_is_a_plain_timm_model_with_the_trunk_as_loaded(stages_r
     trunk = [k for k in pretrained if not k.startswith(("layer4.", "fc."))]
     assert trunk and all(torch.equal(saved[k], pretrained[k]) for k in trunk)
     assert not torch.equal(saved["layer4.0.conv1.weight"], pretrained["layer4.0.conv1.weight"])  # trained
-    logits = np.stack(stages_run.predictions()["logits"].to_numpy())[:8]
-    np.testing.assert_allclose(saved_model_logits(stages_run), logits, atol=3e-2, rtol=3e-2)  # maps cached as fp16
+    assert_predicts_as_the_run_says(stages_run)
 
 
 def test_a_second_last_stages_fit_reads_the_cache_and_ends_the_same(stages_run, noisy_colours, backbone, tmp_path):
