@@ -22,8 +22,9 @@ from ..conftest import QUICK
 
 EPOCHS = 12
 OPTIONS = {**QUICK, "epochs": EPOCHS, "warmup_epochs": 2}
-FLAGS = ["--img-size", "24", "--epochs", str(EPOCHS), "--warmup-epochs", "2", "--batch-size", "32", "--lr", "0.02",
-         "--hflip", "0", "--quiet"]
+# the model named, as QUICK does: a CLI fit without a config or a network starts from the photos-cpu recipe
+FLAGS = ["--model", QUICK["model"], "--img-size", "24", "--epochs", str(EPOCHS), "--warmup-epochs", "2",
+         "--batch-size", "32", "--lr", "0.02", "--hflip", "0", "--quiet"]
 
 
 @pytest.fixture(scope="module")
