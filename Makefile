@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .PHONY: install demo test screenshot bench-quick bench-detect-full bench-selection bench-loading \
-	bench-fast-path bench-frozen bench-augment bench-review clean
+	bench-fast-path bench-frozen bench-stages bench-augment bench-review clean
 
 install: $(INSTALLED)
 
@@ -91,6 +91,27 @@ bench-frozen: $(INSTALLED)
 	$(BIN)/python benchmarks/frozen.py --labels random1 worse --seeds 0 \
 		--methods "crust linear, noise-sized, warm-up 1" "crust linear, noise-sized, warm-up 8"
 	$(BIN)/python benchmarks/signals.py ../bench-work/frozen/runs --out signals-frozen
+
+# Partial fine-tuning at full scale (benchmarks/stages.py): all 50,000 CIFAR-10N images, every label set, the last
+# stage of EfficientNet-Lite2 by CRUST beside CE on it, the frozen head, cleanlab on the pooled features (3 seeds)
+# and cleanlab with 5-fold out-of-sample probabilities of the same trunk (seed 0); crust's own 5-fold variant, the
+# smaller backbones, full fine-tuning, then the photos-cpu recipe against the from-scratch defaults on 2,000-image
+# subsets (about 12 hours on 2 CPU cores)
+bench-stages: $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[bench,weights]'
+	$(BIN)/python benchmarks/stages.py --labels random1 worse aggre near-clean --seeds 0 1 2 \
+		--methods "crust last stage" "ce last stage" "crust frozen head" "cleanlab LR, frozen"
+	$(BIN)/python benchmarks/stages.py --labels random1 worse aggre near-clean --seeds 0 \
+		--methods "cleanlab 5-fold, last stage"
+	$(BIN)/python benchmarks/stages.py --labels aggre near-clean --seeds 0 --methods "crust 5-fold, last stage"
+	$(BIN)/python benchmarks/stages.py --labels random1 aggre --seeds 0 \
+		--methods "crust last stage, Lite0" "crust last stage, Lite1" "crust frozen head, Lite0"
+	$(BIN)/python benchmarks/stages.py --labels random1 --seeds 0 --full-epochs 4 \
+		--methods "crust full fine-tune 64 px" "ce full fine-tune 64 px"
+	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 --seeds 0 1 2 --config photos-cpu --epochs 10 \
+		--settings centrality/given/last-layer --no-mistakenness --tag=-photos-cpu
+	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 --seeds 0 1 2 --config default --epochs 30 \
+		--settings centrality/given/last-layer --no-cleanlab --no-mistakenness --tag=-default-scratch
 
 # The default augmentation (hflip 0.5, crops down to 35 %) against the digits config on MNIST, 20 % symmetric noise,
 # 2,000 images, 3 seeds, CRUST and CE (about 15 minutes on 2 CPU cores)
