@@ -93,8 +93,9 @@ def cached(args, config: str, manifest: Path, **options):
 
 
 def shared_passes(work: Path, args) -> dict:
-    """The trunk maps and pooled features of the training and test images (cached; their pass's seconds kept in
-    --work/stage-passes.json from the run that computed them)."""
+    """Run the trunk-map and pooled-feature passes of the training and test images once, into the cache every fit
+    reads (their seconds kept in --work/stage-passes.json from the run that computed them); returns those seconds,
+    the pooled training features (cleanlab LR's input) and the test labels."""
     measured_file = work / "stage-passes.json"
     measured = json.loads(measured_file.read_text()) if measured_file.is_file() else {}
     out = {}
@@ -103,7 +104,8 @@ def shared_passes(work: Path, args) -> dict:
             _, _, found = cached(args, config, work / manifest, **options)
             if not found.cached:
                 measured[f"{kind} {split}"] = round(found.seconds, 1)
-            out[f"{kind} {split}"] = found.store.array
+            if (kind, split) == ("pooled", "train"):
+                out["pooled train"] = found.store.array
     measured_file.write_text(json.dumps(measured, indent=1) + "\n")
     out["seconds"] = measured
     out["test_labels"] = pd.read_csv(work / "test.csv")["label"].map(CLASSES.index).to_numpy()
