@@ -19,9 +19,13 @@ Methods (scored on the training split of each seed, the other stratified 10 % pi
                           cleanlab find_label_issues / label quality on out-of-sample probabilities: 5 CE fits
                           of the same top, each on 4/5 of the training split, its final model on the other fold
   crust 5-fold, last stage
-                          the same 5 folds trained by CRUST (--folds K measured before it is built): score = mean
+                          the same 5 folds trained by CRUST (measured before --folds was built): score = mean
                           over epochs of 1 - p(given) by the fold's model that never trained on the sample; rule:
-                          the out-of-fold prediction differs from the given label (the run's rule, out of sample)
+                          the out-of-fold prediction differs from the given label
+  crust --folds 5, last stage
+                          the product's --folds 5 (crust_clean.run.folds) over crust last stage: the run's own fit,
+                          then the 5 fold fits that score it; seconds: all six fits; rule: the run's, counted out of
+                          fold
   crust / ce full fine-tune 64 px
                           the whole Lite2 network trained (--config finetune-pretrained at 64 px, 1 warm-up epoch,
                           --full-epochs in all)
@@ -65,6 +69,7 @@ def base(args, config: str) -> dict:
 #: crust-clean fits: name -> (config, options)
 FITS = {"crust last stage": ("photos-cpu", {}),
         "ce last stage": ("photos-cpu", {"selector": "none"}),
+        "crust --folds 5, last stage": ("photos-cpu", {"folds": FOLDS}),
         "crust frozen head": ("frozen-lite0", {"model": "efficientnet_lite2"}),
         "crust last stage, Lite0": ("photos-cpu", {"model": "efficientnet_lite0"}),
         "crust last stage, Lite1": ("photos-cpu", {"model": "efficientnet_lite1"}),

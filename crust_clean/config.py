@@ -133,6 +133,9 @@ class TrainConfig:
     compile: str | None = option(None, "torch.compile the forward passes with this backend (inductor: needs a "
                                        "C compiler, pays off on long GPU runs)")
     seed: int = option(0, "seed for the split, initialisation, order, augmentation and selection")
+    folds: int = option(0, "--train head / last-stages: after the fit, K more fits on the cached features, each "
+                        "without one of K stratified folds, and every training sample scored by the fit that "
+                        "never trained on it (about K more fits' time); 0 = off")
 
 
 @dataclass
@@ -161,6 +164,9 @@ class RunConfig:
         _check("model.train", self.model.train == "all" or self.model.pretrained or self.model.pretrained_weights,
                f"{self.model.train} needs a pretrained backbone: add --pretrained or --pretrained-weights FILE")
         _check("model.stages", self.model.stages >= 1, "must be >= 1")
+        _check("train.folds", t.folds == 0 or t.folds >= 2, "must be 0 (off) or >= 2")
+        _check("train.folds", t.folds == 0 or self.model.train != "all",
+               "needs --train head or last-stages (the fold fits retrain the head or stages on the cached features)")
         _check("crust.coreset_fraction", 0 < c.coreset_fraction <= 1, "must be in (0, 1]")
         _check("crust.noise_margin", 0 <= c.noise_margin < 1, "must be in [0, 1)")
         _check("crust.warmup_epochs", c.warmup_epochs >= 0, "must be >= 0")

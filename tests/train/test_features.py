@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import timm
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 import crust_clean
 from crust_clean.errors import BadInputError
@@ -17,17 +17,6 @@ from ..conftest import write_colour_dataset
 
 HEAD = dict(model="resnet10t", train="head", img_size=24, epochs=6, warmup_epochs=2, batch_size=32, lr=0.1,
             hflip=0.0, progress=False)
-
-
-@pytest.fixture(scope="module")
-def backbone(tmp_path_factory):
-    """'Pretrained' weights for resnet10t: a fixed random initialisation saved to a file (a frozen random
-    network still tells these colours apart)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "resnet10t.safetensors"
-    save_file({k: v.contiguous() for k, v in timm.create_model("resnet10t", num_classes=1000).state_dict().items()},
-              str(path))
-    return path
 
 
 @pytest.fixture(scope="module")

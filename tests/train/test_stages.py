@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import timm
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 import crust_clean
 from crust_clean.errors import BadInputError
@@ -56,16 +56,6 @@ def test_models_that_cannot_be_cut_are_refused_in_one_line():
         split(timm.create_model("vit_tiny_patch16_224", num_classes=2), 1, img_size=224)  # position embedding
     with pytest.raises(BadInputError, match=r"model.stages must be in 1..4: the model has 4 stages \(layer1, "):
         split(timm.create_model("resnet10t", num_classes=2), 5, img_size=32)
-
-
-@pytest.fixture(scope="module")
-def backbone(tmp_path_factory):
-    """'Pretrained' weights for resnet10t: a fixed random initialisation saved to a file."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "resnet10t.safetensors"
-    save_file({k: v.contiguous() for k, v in timm.create_model("resnet10t", num_classes=1000).state_dict().items()},
-              str(path))
-    return path
 
 
 @pytest.fixture(scope="module")
