@@ -103,7 +103,8 @@ class Recorder:
         """The model a run saves: the best on validation, else (no validation split) the last epoch's."""
         if self.best.state is not None:
             return self.best
-        return Best(-1.0, last_epoch, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+        # a copy: on the CPU .cpu() is the parameter itself, which the fold fits (run.folds) go on to train
+        return Best(-1.0, last_epoch, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
 
     def finish(self, samples: Samples, train_idx: np.ndarray, robust: PassOutputs, *, saved: Best,
                model_info: dict, run_facts: dict, out_of_fold: OutOfFold | None = None) -> None:

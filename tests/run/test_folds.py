@@ -113,6 +113,16 @@ def test_a_run_killed_during_the_folds_resumes_at_the_next_fold(trained_rows, no
     pd.testing.assert_frame_equal(resumed.scores, whole.scores)
 
 
+def test_without_validation_the_saved_model_is_the_runs_own_not_the_last_fold_fit(noisy_colours, backbone,
+                                                                                   tmp_path):
+    from ..train.test_features import assert_predicts_as_the_run_says
+
+    run = crust_clean.fit(noisy_colours, out=tmp_path / "run", pretrained_weights=str(backbone), folds=FOLDS,
+                          val_fraction=0.0, feature_cache=str(tmp_path / "features"), **HEAD)
+    assert run.metrics["summary"]["n_val"] == 0
+    assert_predicts_as_the_run_says(run)  # the weights saved are those that made predictions.parquet
+
+
 @pytest.mark.parametrize("options,message", [
     ({"folds": 1}, "train.folds must be 0 (off) or >= 2"),
     ({"folds": 5, "model": "resnet10t"}, "train.folds needs --train head or last-stages")])
