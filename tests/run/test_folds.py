@@ -11,8 +11,12 @@ import crust_clean
 from crust_clean.errors import BadInputError, Interrupted
 from crust_clean.run.folds import fold_of
 
+from ..train.test_features import assert_predicts_as_the_run_says
+
+#: without a validation split, so that the saved model is the last epoch's of the run's own fit, the state the
+#: fold fits must not overwrite
 HEAD = dict(model="resnet10t", train="head", img_size=24, epochs=6, warmup_epochs=2, batch_size=32, lr=0.1,
-            hflip=0.0, progress=False)
+            hflip=0.0, val_fraction=0.0, progress=False)
 FOLDS = 3
 
 
@@ -64,7 +68,8 @@ def test_each_sample_is_scored_by_the_fit_that_never_trained_on_it(trained_rows)
         assert len(np.intersect1d(seen[1 + k], held_rows[k])) == 0  # fold k's fit never saw what it scores
         np.testing.assert_array_equal(np.sort(np.concatenate([seen[1 + k], held_rows[k]])), train_rows)
     summary = run.metrics["summary"]
-    assert summary["folds"] == FOLDS and summary["fold_seconds"] > 0
+    assert summary["n_val"] == 0 and summary["folds"] == FOLDS and summary["fold_seconds"] > 0
+    assert_predicts_as_the_run_says(run)  # the weights saved made predictions.parquet: the run's, not a fold fit's
     assert summary["suspect_rule"].endswith("scored and counted out of fold")
     assert not (run.path / "folds").exists()  # the resume state goes when the run finishes
 
@@ -74,7 +79,7 @@ def test_the_out_of_fold_score_ranks_the_wrong_labels_and_the_in_sample_score_is
     scores = run.scores
     truth = pd.read_csv(run.config.data.true_labels).set_index("sample_id")["true_label"]
     noisy = (scores["given_label"] != truth.loc[scores["sample_id"]].to_numpy()).to_numpy()
-    assert 25 <= noisy.sum() <= 45  # about a quarter of the 144 training labels are wrong
+    assert 30 <= noisy.sum() <= 50  # about a quarter of the 160 training labels are wrong
     assert run.metrics["summary"]["detection"]["auroc"] > 0.9
     assert not np.allclose(scores["score"], scores["in_sample_score"])  # two scores, the out-of-fold one ranks
     assert (scores["score"].diff().dropna() <= 0).all()
@@ -111,16 +116,6 @@ def test_a_run_killed_during_the_folds_resumes_at_the_next_fold(trained_rows, no
     resumed = crust_clean.resume(tmp_path / "run", progress=False)
     assert fitted == ["fold 3"]
     pd.testing.assert_frame_equal(resumed.scores, whole.scores)
-
-
-def test_without_validation_the_saved_model_is_the_runs_own_not_the_last_fold_fit(noisy_colours, backbone,
-                                                                                   tmp_path):
-    from ..train.test_features import assert_predicts_as_the_run_says
-
-    run = crust_clean.fit(noisy_colours, out=tmp_path / "run", pretrained_weights=str(backbone), folds=FOLDS,
-                          val_fraction=0.0, feature_cache=str(tmp_path / "features"), **HEAD)
-    assert run.metrics["summary"]["n_val"] == 0
-    assert_predicts_as_the_run_says(run)  # the weights saved are those that made predictions.parquet
 
 
 @pytest.mark.parametrize("options,message", [
