@@ -26,8 +26,6 @@ Methods (scored on the training split of each seed, the other stratified 10 % pi
                           the product's --folds 5 (crust_clean.run.folds) over crust last stage: the run's own fit,
                           then the 5 fold fits that score it; seconds: all six fits; rule: the run's, counted out of
                           fold
-  crust --folds 5 --fold-epochs 4, last stage
-                          the same with 4-epoch fold fits (2 warm-up): the five folds in about 40 % of their time
   crust / ce full fine-tune 64 px
                           the whole Lite2 network trained (--config finetune-pretrained at 64 px, 1 warm-up epoch,
                           --full-epochs in all)
@@ -72,7 +70,6 @@ def base(args, config: str) -> dict:
 FITS = {"crust last stage": ("photos-cpu", {}),
         "ce last stage": ("photos-cpu", {"selector": "none"}),
         "crust --folds 5, last stage": ("photos-cpu", {"folds": FOLDS}),
-        "crust --folds 5 --fold-epochs 4, last stage": ("photos-cpu", {"folds": FOLDS, "fold_epochs": 4}),
         "crust frozen head": ("frozen-lite0", {"model": "efficientnet_lite2"}),
         "crust last stage, Lite0": ("photos-cpu", {"model": "efficientnet_lite0"}),
         "crust last stage, Lite1": ("photos-cpu", {"model": "efficientnet_lite1"}),

@@ -136,8 +136,6 @@ class TrainConfig:
     folds: int = option(0, "--train head / last-stages: after the fit, K more fits on the cached features, each "
                         "without one of K stratified folds, and every training sample scored by the fit that "
                         "never trained on it (about K more fits' time); 0 = off")
-    fold_epochs: int | None = option(None, "epochs of each fold fit (train.folds), warm-up included; fewer make "
-                                           "the folds cheaper (default: train.epochs)")
 
 
 @dataclass
@@ -169,7 +167,6 @@ class RunConfig:
         _check("train.folds", t.folds == 0 or t.folds >= 2, "must be 0 (off) or >= 2")
         _check("train.folds", t.folds == 0 or self.model.train != "all",
                "needs --train head or last-stages (the fold fits retrain the head or stages on the cached features)")
-        _check("train.fold_epochs", t.fold_epochs is None or t.fold_epochs >= 1, "must be >= 1")
         _check("crust.coreset_fraction", 0 < c.coreset_fraction <= 1, "must be in (0, 1]")
         _check("crust.noise_margin", 0 <= c.noise_margin < 1, "must be in [0, 1)")
         _check("crust.warmup_epochs", c.warmup_epochs >= 0, "must be >= 0")

@@ -118,27 +118,8 @@ def test_a_run_killed_during_the_folds_resumes_at_the_next_fold(trained_rows, no
     pd.testing.assert_frame_equal(resumed.scores, whole.scores)
 
 
-def test_fold_epochs_sets_the_length_of_each_fold_fit_only(noisy_colours, backbone, tmp_path, monkeypatch):
-    from crust_clean.train import trainer
-
-    eval_pass, held_out_passes = trainer.eval_pass, []
-
-    def spy(model, batches, ctx, **kw):
-        if "held out" in kw.get("desc", ""):
-            held_out_passes.append((kw["desc"].split(" epoch")[0], ctx.cfg.train.epochs, ctx.cfg.crust.warmup_epochs))
-        return eval_pass(model, batches, ctx, **kw)
-
-    monkeypatch.setattr(trainer, "eval_pass", spy)
-    run = crust_clean.fit(noisy_colours, out=tmp_path / "run", pretrained_weights=str(backbone), folds=2,
-                          fold_epochs=3, feature_cache=str(tmp_path / "features"), **HEAD)
-    assert held_out_passes == [(f"fold {k}", 3, 2) for k in (1, 2) for _ in range(3)]  # 3 epochs each, 2 warm-up
-    assert run.config.train.epochs == HEAD["epochs"] and len(run.metrics["epochs"]) == HEAD["epochs"]  # the run's own
-    assert run.scores["fold"].nunique() == 2
-
-
 @pytest.mark.parametrize("options,message", [
     ({"folds": 1}, "train.folds must be 0 (off) or >= 2"),
-    ({"folds": 2, "fold_epochs": 0}, "train.fold_epochs must be >= 1"),
     ({"folds": 5, "model": "resnet10t"}, "train.folds needs --train head or last-stages")])
 def test_folds_that_cannot_run_are_refused_in_one_line(options, message):
     with pytest.raises(BadInputError, match=re.escape(message)):
