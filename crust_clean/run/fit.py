@@ -101,6 +101,7 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
 
     from ..data.torch_datasets import ImageDataset, TrainingData
     from ..train import models, trainable
+    from ..train.checkpoint import state_copy
     from ..train.trainer import EvalBatches, Optimisation, TrainContext, eval_pass, train
     from .folds import out_of_fold
     from .recorder import Recorder
@@ -110,7 +111,7 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
     truth = read_true_labels(cfg.data.true_labels, samples) if cfg.data.true_labels else None
     subject = trainable.prepare(samples, truth, cfg, ctx, cache_file=folder.cache_file(ranks.rank, cfg.model.img_size))
     samples, labels, truth, model = subject.samples, subject.samples.labels, subject.truth, subject.module
-    initial = {k: v.detach().clone() for k, v in model.state_dict().items()} if cfg.train.folds else None
+    initial = state_copy(model) if cfg.train.folds else None
     train_idx, val_idx = stratified_split(labels, cfg.data.val_fraction, cfg.train.seed)
     if resume:
         folder.check_same_samples(samples)

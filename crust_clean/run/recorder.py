@@ -80,7 +80,7 @@ class Recorder:
 
     def record(self, result: EpochResult, model, optimisation: Optimisation) -> None:
         """The books of a finished epoch, then the checkpoint."""
-        from ..train.checkpoint import save_checkpoint
+        from ..train.checkpoint import save_checkpoint, state_copy
 
         o = result.outputs
         self.ledger.append(result.epoch, loss=o.loss, predicted=o.predicted, prob_given=o.prob_given,
@@ -88,8 +88,7 @@ class Recorder:
         row = epoch_metrics(result, self.given, score(self.ledger.mean_prob_given()), self.is_noisy)
         self.epochs.append(row)
         if result.val_accuracy is not None and result.val_accuracy > self.best.accuracy:
-            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            self.best = Best(result.val_accuracy, result.epoch, state)
+            self.best = Best(result.val_accuracy, result.epoch, state_copy(model))
         if self.writes:
             self.ledger.write_part(self.folder.ledger_parts)
             self.folder.write_metrics(self.epochs)
@@ -101,10 +100,11 @@ class Recorder:
 
     def saved_model(self, model, last_epoch: int) -> Best:
         """The model a run saves: the best on validation, else (no validation split) the last epoch's."""
+        from ..train.checkpoint import state_copy
+
         if self.best.state is not None:
             return self.best
-        # a copy: on the CPU .cpu() is the parameter itself, which the fold fits (run.folds) go on to train
-        return Best(-1.0, last_epoch, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+        return Best(-1.0, last_epoch, state_copy(model))  # a copy: the fold fits (run.folds) go on to train model
 
     def finish(self, samples: Samples, train_idx: np.ndarray, robust: PassOutputs, *, saved: Best,
                model_info: dict, run_facts: dict, out_of_fold: OutOfFold | None = None) -> None:

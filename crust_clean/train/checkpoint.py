@@ -33,6 +33,12 @@ class Resumed:
     best_state: dict[str, torch.Tensor] | None
 
 
+def state_copy(model) -> dict[str, torch.Tensor]:
+    """A detached copy of ``model``'s state on the CPU, never its own tensors (on the CPU ``.cpu()`` returns
+    them), so that training on does not change what was kept."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 def save_checkpoint(path: Path, *, epoch: int, model, optimizer, scheduler, scaler, best_epoch: int | None,
                     best_accuracy: float, best_state: dict[str, torch.Tensor] | None) -> None:
     """Write the full training state after ``epoch`` to ``path`` (atomically: a reader sees the old or the new)."""

@@ -33,6 +33,8 @@ from ..atomic import staged_folder
 from ..config import RunConfig, user_cache
 from ..data.sources import Samples
 from ..errors import CrustCleanError
+from .checkpoint import state_copy
+
 #: Bumped when the cached arrays change meaning.
 FEATURE_FORMAT = 1
 FEATURES, META = "features.npy", "meta.json"
@@ -148,7 +150,7 @@ def frozen_backbone(cfg: RunConfig, num_classes: int) -> Backbone:
     from . import models
 
     model = models.create_model(cfg.model, num_classes)  # pretrained body, a zero head
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state = state_copy(model)
     classifier = models.classifier_name(model)
     data_cfg = models.data_config(model, cfg.model)
     if cfg.model.train == "last-stages":
