@@ -149,11 +149,11 @@ def out_of_fold(manifest: Path, seed: int, args, options: dict) -> dict:
     """5 fits of the last-stage top (crust-clean's trainer, on the cached maps), fold k's on the training split less
     fold k; per training sample its fold model's final probabilities and the mean over epochs of its 1 - p(given)."""
     import torch
-    from sklearn.model_selection import StratifiedKFold
 
     from crust_clean.config import resolve_config
     from crust_clean.data.sources import load_source, stratified_split
     from crust_clean.data.torch_datasets import ImageDataset, TrainingData
+    from crust_clean.run.folds import fold_of
     from crust_clean.train import trainable
     from crust_clean.train.models import prepare
     from crust_clean.train.trainer import EvalBatches, Optimisation, TrainContext, eval_pass, train
@@ -167,8 +167,9 @@ def out_of_fold(manifest: Path, seed: int, args, options: dict) -> dict:
     train_rows, val_rows = stratified_split(labels, cfg.data.val_fraction, seed)  # as every fit of this seed
     probs = np.zeros((len(train_rows), len(CLASSES)))
     held_out_score = np.zeros(len(train_rows))
-    folds = StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(train_rows, labels[train_rows])
-    for k, (fit_part, held_part) in enumerate(folds):
+    fold = fold_of(labels[train_rows], FOLDS, seed)  # the folds --folds draws
+    for k in range(FOLDS):
+        fit_part, held_part = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
         torch.manual_seed(seed * 100 + k)
         subject = trainable.prepare(samples, None, cfg, ctx, cache_file=args.work / "unused")
         model = subject.module
