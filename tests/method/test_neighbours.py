@@ -35,3 +35,23 @@ def test_agreement_is_the_share_of_neighbours_with_the_same_label():
     expected = (given[brute_force(x, 10)] == given[:, None]).mean(1)
     np.testing.assert_allclose(agreement, expected)
     assert neighbour_agreement(x[:5], given[:5], k=10).shape == (5,)  # k shrinks to n - 1
+
+
+def test_above_the_threshold_the_index_finds_nearly_every_exact_neighbour_and_never_the_row_itself():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 32)) * 3
+    labels = rng.integers(0, 20, 3000)
+    x = (centres[labels] + rng.normal(size=(3000, 32))).astype(np.float16)  # half precision, as embeddings.npy
+    exact = brute_force(x.astype(np.float64), 10)
+    approximate = nearest_neighbours(x, 10, exact_up_to=1000)
+    assert approximate.shape == (3000, 10) and (approximate >= 0).all()
+    assert not (approximate == np.arange(3000)[:, None]).any()
+    assert all(len(set(row)) == 10 for row in approximate)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(approximate, exact)])
+    assert recall > 0.9, recall
+    given = labels.copy()
+    given[:30] = (labels[:30] + 1) % 20  # 1 % wrong labels, each among neighbours of its true class
+    agreement = neighbour_agreement(x, given, exact_up_to=1000)
+    exact_agreement = neighbour_agreement(x, given, exact_up_to=10_000)
+    assert np.abs(agreement - exact_agreement).max() <= 0.3
+    assert agreement[:30].max() < agreement[30:].min()  # the wrong labels still rank first

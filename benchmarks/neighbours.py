@@ -1,0 +1,125 @@
+"""Approximate against exact nearest neighbours on real embeddings: the 50,000 EfficientNet-Lite2 pooled features of
+CIFAR-10's training images (the frozen-head recipe's features, benchmarks/stages.py's cache), 10 neighbours.
+
+    .venv/bin/python benchmarks/neighbours.py            (make bench-neighbours; the features pass runs once if
+                                                          benchmarks/stages.py has not cached them under --work)
+
+For each faiss index tried (and the product's choice, ``method.neighbours.APPROXIMATE_INDEX``): seconds to build and
+to search all rows, recall@10 against exact search (the share of the exact 10 neighbours found), and the AUROC of
+1 - neighbour agreement for the wrong labels of CIFAR-10N random1 / aggre / worse and the near-clean set, beside
+exact search's. Writes benchmarks/results/neighbours.json and neighbours.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+RESULTS = HERE / "results"
+
+import stages  # noqa: E402  (the shared data and feature cache)
+
+LABEL_SETS = ("random1", "aggre", "worse", "near-clean")
+#: (faiss index description, the search's breadth: efSearch for HNSW, nprobe for IVF)
+TRIED = (("HNSW32", 16), ("HNSW32", 32), ("HNSW32", 64), ("HNSW16,SQ8", 32), ("HNSW32,SQ8", 32),
+         ("IVF256,Flat", 16), ("PCA128,HNSW32", 32))
+K = 10
+
+
+def faiss_neighbours(unit: np.ndarray, description: str, breadth: int) -> tuple[np.ndarray, float, float]:
+    import faiss
+
+    index = faiss.index_factory(unit.shape[1], description, faiss.METRIC_INNER_PRODUCT)
+    start = time.perf_counter()
+    index.train(unit)
+    index.add(unit)
+    built = time.perf_counter() - start
+    faiss.ParameterSpace().set_index_parameter(index, "efSearch" if "HNSW" in description else "nprobe", breadth)
+    start = time.perf_counter()
+    _, found = index.search(unit, K + 1)
+    searched = time.perf_counter() - start
+    keep = np.argsort(found == np.arange(len(found))[:, None], axis=1, kind="stable")[:, :K]
+    return np.take_along_axis(found, keep, axis=1), built, searched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data")
+    parser.add_argument("--work", type=Path, default=HERE.parent.parent / "bench-work" / "frozen")
+    args = parser.parse_args()
+    args.work = args.work.resolve()
+    from sklearn.metrics import roc_auc_score
+
+    from crust_clean.method import neighbours as nb
+
+    stages.frozen.prepare(args.data, args.work)
+    config, options = stages.FITS["crust frozen head"]
+    _, _, found = stages.cached(args, config, args.work / "random1.csv", **options)
+    features = found.store.array[0]
+    truth = pd.read_csv(args.work / "truth.csv")["true_label"].to_numpy()
+    given = {name: pd.read_csv(args.work / f"{name}.csv")["label"].to_numpy() for name in LABEL_SETS}
+
+    def auroc(neighbours: np.ndarray) -> dict:
+        return {name: round(float(roc_auc_score(labels != truth, 1 - (labels[neighbours] == labels[:, None]).mean(1))), 4)
+                for name, labels in given.items()}
+
+    rows = []
+    start = time.perf_counter()
+    exact = nb.nearest_neighbours(features, K, exact_up_to=len(features))
+    rows.append({"method": "exact (blocks of rows)", "seconds": round(time.perf_counter() - start, 1), "recall": 1.0,
+                 "auroc": auroc(exact)})
+    print(rows[-1], flush=True)
+
+    def recall(neighbours: np.ndarray) -> float:
+        return round(float((neighbours[:, :, None] == exact[:, None, :]).any(2).mean()), 4)
+
+    start = time.perf_counter()
+    product = nb.nearest_neighbours(features, K, exact_up_to=0)
+    rows.append({"method": f"product: {nb.APPROXIMATE_INDEX}, efSearch {nb.SEARCH_BREADTH}",
+                 "seconds": round(time.perf_counter() - start, 1), "recall": recall(product), "auroc": auroc(product)})
+    print(rows[-1], flush=True)
+    unit = features.astype(np.float32)
+    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    for description, breadth in TRIED:
+        found_rows, built, searched = faiss_neighbours(unit, description, breadth)
+        rows.append({"method": f"{description}, {'efSearch' if 'HNSW' in description else 'nprobe'} {breadth}",
+                     "build_seconds": round(built, 1), "search_seconds": round(searched, 1),
+                     "seconds": round(built + searched, 1), "recall": recall(found_rows), "auroc": auroc(found_rows)})
+        print(rows[-1], flush=True)
+    import torch
+
+    result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "date": time.strftime("%Y-%m-%d"),
+              "rows": len(features), "width": features.shape[1], "k": K, "exact_up_to": nb.EXACT_UP_TO, "methods": rows}
+    (RESULTS / "neighbours.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / "neighbours.md").write_text(markdown(result))
+    from detect import write_markdown
+
+    write_markdown()
+
+
+def markdown(result: dict) -> str:
+    lines = ["# Approximate nearest neighbours", "",
+             f"{result['rows']:,} EfficientNet-Lite2 pooled features ({result['width']}-d) of CIFAR-10's training "
+             f"images, {result['k']} neighbours by cosine similarity; {result['machine']}, {result['date']}. Command: "
+             "`python benchmarks/neighbours.py`. Recall@10: share of the exact neighbours found. AUROC: 1 - "
+             "neighbour agreement against CIFAR-10N's wrong labels. The product searches exactly up to "
+             f"{result['exact_up_to']:,} rows and with the `product` index above.", "",
+             "| method | seconds (build + search) | recall@10 | " + " | ".join(f"AUROC {n}" for n in LABEL_SETS) + " |",
+             "|---|---|---|" + "---|" * len(LABEL_SETS)]
+    for row in result["methods"]:
+        lines.append(f"| {row['method']} | {row['seconds']} | {row['recall']:.4f} | "
+                     + " | ".join(f"{row['auroc'][n]:.4f}" for n in LABEL_SETS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
