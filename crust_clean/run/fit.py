@@ -16,14 +16,13 @@ from typing import Any, Mapping
 
 from ..config import RunConfig, resolve_config
 from ..data.sources import Samples, load_source, read_true_labels, source_spec, stratified_split
-from ..errors import BadInputError
-from ..train.distributed import Ranks, barrier, broadcast, from_environment
+from ..train.distributed import SINGLE, Ranks, barrier, broadcast, from_environment, leave_group
 from .folder import Run, RunFolder, default_run_dir
 
 
 def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
         config: RunConfig | Mapping[str, Any] | str | os.PathLike | None = None,
-        overwrite: bool = False, progress: bool = True, **options: Any) -> Run:
+        overwrite: bool = False, progress: bool = True, **options: Any) -> Run | None:
     """Train a noise-robust model with CRUST on ``source`` and write a run folder with the ledger and scores.
 
     Parameters
@@ -47,7 +46,8 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     Returns
     -------
     Run
-        The finished run; ``run.scores`` is the suspect ranking (higher score = more likely mislabeled).
+        The finished run; ``run.scores`` is the suspect ranking (higher score = more likely mislabeled). Under
+        torchrun, None on ranks other than 0 when they are done (on cached features: after the feature pass).
 
     Examples
     --------
@@ -59,9 +59,6 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     cfg = resolve_config(config, **options)
     prepare(cfg.model)  # before any work: the model exists, its pretrained weights are at hand
     ranks = from_environment(cfg.train.device)  # several processes under torchrun, else one
-    if ranks.active and cfg.model.train != "all":
-        raise BadInputError(f"--train {cfg.model.train} trains on cached features in one process: drop --nproc / "
-                            "torchrun")
     samples = load_source(source, **cfg.data.source_options())
     folder = RunFolder(broadcast(Path(out) if out is not None else default_run_dir(cfg.model.name, samples.name),
                                  ranks))
@@ -73,7 +70,7 @@ def fit(source: str | os.PathLike, *, out: str | os.PathLike | None = None,
     return _fit(source_spec(source), samples, folder, cfg, ranks, progress=progress, resume=False)
 
 
-def resume(run: str | os.PathLike, *, progress: bool = True) -> Run:
+def resume(run: str | os.PathLike, *, progress: bool = True) -> Run | None:
     """Continue a fit that was killed or interrupted, from the checkpoint of its last finished epoch.
 
     The run's own ``config.yaml`` and ``source.json`` are used; the epoch in progress when it stopped is
@@ -93,10 +90,11 @@ def resume(run: str | os.PathLike, *, progress: bool = True) -> Run:
 
 
 def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks: Ranks, *, progress: bool,
-         resume: bool) -> Run:
+         resume: bool) -> Run | None:
     """Read the samples (images, or a frozen backbone's features), split, train (from the checkpoint when
     resuming) and write every output of a run. With several ranks all of them train and rank 0 alone writes
-    (``crust_clean.train.distributed``)."""
+    (``crust_clean.train.distributed``); on cached features (``--train head`` / ``last-stages``) the ranks share
+    the feature pass, then rank 0 trains alone (the head costs a fraction of the pass) and the others return None."""
     from dataclasses import replace
 
     from ..data.torch_datasets import ImageDataset, TrainingData
@@ -111,6 +109,12 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
     truth = read_true_labels(cfg.data.true_labels, samples) if cfg.data.true_labels else None
     subject = trainable.prepare(samples, truth, cfg, ctx, cache_file=folder.cache_file(ranks.rank, cfg.model.img_size))
     samples, labels, truth, model = subject.samples, subject.samples.labels, subject.truth, subject.module
+    if ranks.active and cfg.model.train != "all":
+        leave_group(ranks)
+        if not ranks.is_main:
+            return None
+        ranks = SINGLE
+        ctx = replace(ctx, ranks=SINGLE)
     initial = state_copy(model) if cfg.train.folds else None
     train_idx, val_idx = stratified_split(labels, cfg.data.val_fraction, cfg.train.seed)
     if resume:
@@ -122,7 +126,7 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
     optimisation = Optimisation.create(model, ctx)
     recorder = Recorder(folder, [samples.sample_ids[i] for i in train_idx], labels[train_idx],
                         is_noisy=truth[train_idx] != labels[train_idx] if truth is not None else None,
-                        writes=ranks.is_main, progress=ctx.progress)
+                        writes=ranks.is_main, progress=ctx.progress, device=ctx.device.device)
     start_epoch = recorder.resume(model, optimisation) if resume else 0
     with recorder.interruptible():
         for result in train(model, data, optimisation, ctx, start_epoch=start_epoch, fractions=recorder.fractions):

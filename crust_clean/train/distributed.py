@@ -1,6 +1,9 @@
 """Several processes, one run: ``torchrun --nproc-per-node N -m crust_clean fit ...`` (or ``fit --nproc N``,
 which ``launch`` starts with torchrun's environment contract).
 
+On cached features (``--train head`` / ``last-stages``) the ranks share the feature pass (each its eval batches,
+``train.features``) into one cache entry and rank 0 trains alone; what follows is about ``--train all``.
+
 What each rank does, and why the result matches a single-process run:
 - every rank reads the same samples, makes the same split and the same initial model (same seed);
 - the eval pass is sharded (the single process's batches dealt out to the ranks) and the logits are
@@ -146,6 +149,15 @@ def barrier(ranks: Ranks) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def leave_group(ranks: Ranks) -> None:
+    """Every rank here, then the process group ends: what follows runs in each process on its own."""
+    if ranks.active:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 SMALLEST_LAST_BATCH = 16

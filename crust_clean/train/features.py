@@ -23,8 +23,10 @@ from __future__ import annotations
 import json
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -167,11 +169,17 @@ def features_of(backbone: Backbone, samples: Samples, cfg: RunConfig, ctx) -> "F
     from . import models
 
     train_tf, eval_tf = models.build_transforms(backbone.data_cfg, cfg.train)
+    return load_or_extract(backbone.module, samples, [eval_tf] + [train_tf] * cfg.data.feature_views,
+                           feature_description(backbone, samples, cfg, ctx), ctx, cache_root(cfg))
+
+
+def feature_description(backbone: Backbone, samples: Samples, cfg: RunConfig, ctx) -> dict:
+    """What ``features_of`` keys the cache entry of ``samples`` by (``cache_entry`` names it)."""
+    from . import models
+
     cpu_bf16 = ctx.device.device.type == "cpu" and ctx.device.inference_dtype is not None
-    description = cache_description(cfg, samples, backbone.data_cfg, models.weights_identity(cfg.model),
-                                    cut=backbone.cut, precision="bfloat16 on the CPU" if cpu_bf16 else None)
-    return load_or_extract(backbone.module, samples, [eval_tf] + [train_tf] * cfg.data.feature_views, description,
-                           ctx, cache_root(cfg))
+    return cache_description(cfg, samples, backbone.data_cfg, models.weights_identity(cfg.model), cut=backbone.cut,
+                             precision="bfloat16 on the CPU" if cpu_bf16 else None)
 
 
 @dataclass
@@ -186,6 +194,13 @@ class Features:
 
 def cache_root(cfg: RunConfig) -> Path:
     return Path(cfg.data.feature_cache) if cfg.data.feature_cache else user_cache("features")
+
+
+def cache_entry(description: dict, root: Path) -> Path:
+    """The folder of the cache entry of ``description`` under ``root``: ``FEATURES`` and ``META`` in it."""
+    import hashlib
+
+    return root / hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def cache_description(cfg: RunConfig, samples: Samples, data_cfg: dict, weights: str, *, cut: str | None = None,
@@ -208,21 +223,31 @@ def load_or_extract(backbone: torch.nn.Module, samples: Samples, transforms: lis
                     root: Path) -> Features:
     """The features of ``samples`` from the cache entry of ``description``, computed into it first when missing.
 
-    ``transforms``: the eval transform, then one train transform per augmented view."""
-    import hashlib
+    ``transforms``: the eval transform, then one train transform per augmented view. With several ranks
+    (torchrun) the pass is sharded: each rank computes its eval batches (``distributed.eval_shards``, so every
+    batch is the one a single process computes) into the one file rank 0 creates, and rank 0 completes the entry."""
+    from .distributed import barrier, broadcast
 
-    entry = root / hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
-    if not (entry / META).is_file():
-        with staged_folder(entry) as build:
+    ranks = ctx.ranks
+    entry = cache_entry(description, root)
+    cached = broadcast((entry / META).is_file(), ranks)  # rank 0's answer: the others must not race its rename
+    seconds = 0.0
+    if not cached:
+        with _shared_build(entry, ranks) as build:
             shape = output_shape(backbone, transforms[0])
-            seconds, failed = _extract(backbone, samples, transforms, shape, build / FEATURES, ctx,
+            if ranks.is_main:  # the whole array, written in place by every rank
+                np.lib.format.open_memmap(build / FEATURES, mode="w+", dtype=np.float16,
+                                          shape=(len(transforms), len(samples), *shape)).flush()
+            barrier(ranks)
+            seconds, failed = _extract(backbone, samples, transforms, build / FEATURES, ctx,
                                        seed=(description["augment"] or {}).get("seed", 0))
-            (build / META).write_text(json.dumps({"description": description, "shape": list(shape),
-                                                  "failed": failed, "seconds": round(seconds, 2),
-                                                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
-        cached = False
-    else:
-        seconds, cached = 0.0, True
+            failed = sorted(f for part in _gathered(failed, ranks) for f in part)
+            if ranks.is_main:
+                (build / META).write_text(json.dumps({"description": description, "shape": list(shape),
+                                                      "failed": failed, "seconds": round(seconds, 2),
+                                                      "processes": ranks.world,
+                                                      "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
+        barrier(ranks)  # rank 0 has put the entry in place
     meta = json.loads((entry / META).read_text())
     try:
         array = np.load(entry / FEATURES, mmap_mode="r")
@@ -232,6 +257,31 @@ def load_or_extract(backbone: torch.nn.Module, samples: Samples, transforms: lis
     if array is None or array.shape != (len(transforms), len(samples), *shape):
         raise CrustCleanError(f"the feature cache {entry} is damaged: remove it and fit again")
     return Features(FeatureStore(array), [tuple(f) for f in meta["failed"]], cached, seconds)
+
+
+@contextmanager
+def _shared_build(entry: Path, ranks) -> Iterator[Path]:
+    """``atomic.staged_folder(entry)`` on rank 0, its folder named to every rank; the others must be done with it
+    when the block ends on rank 0 (the block ends with a collective)."""
+    from .distributed import broadcast
+
+    if not ranks.is_main:
+        yield broadcast(None, ranks)
+        return
+    with staged_folder(entry) as build:
+        broadcast(build, ranks)
+        yield build
+
+
+def _gathered(value, ranks) -> list:
+    """Every rank's ``value``, in rank order (``[value]`` in one process)."""
+    if not ranks.active:
+        return [value]
+    import torch.distributed as dist
+
+    out = [None] * ranks.world
+    dist.all_gather_object(out, value)
+    return out
 
 
 class _Views(torch.utils.data.Dataset):
@@ -269,33 +319,36 @@ def output_shape(backbone: torch.nn.Module, eval_tf) -> tuple[int, ...]:
         return tuple(backbone.eval()(eval_tf(Image.new("RGB", (32, 32)))[None]).shape[1:])
 
 
-def _extract(backbone, samples: Samples, transforms: list, shape: tuple[int, ...], file: Path, ctx, *, seed: int):
-    """Write the features of every sample into ``file`` (a .npy of (V + 1, N, *shape) float16, written batch by
-    batch through a memory map); returns (seconds, failed)."""
+def _extract(backbone, samples: Samples, transforms: list, file: Path, ctx, *, seed: int):
+    """Write the features of this rank's samples (all of them in one process) into ``file``, a .npy of
+    (V + 1, N, *shape) float16 that exists, batch by batch through a memory map; returns (seconds, failed)."""
     from tqdm.auto import tqdm
 
+    from .distributed import eval_shards
+
     start = time.perf_counter()
-    device = ctx.device
+    device, ranks = ctx.device, ctx.ranks
     backbone = backbone.eval().to(device.device, memory_format=torch.channels_last)  # 2x on CPU as on CUDA
-    out = np.lib.format.open_memmap(file, mode="w+", dtype=np.float16,
-                                    shape=(len(transforms), len(samples), *shape))
+    out = np.load(file, mmap_mode="r+")
+    shape = out.shape[2:]
     batch_size = max(1, 64 // len(transforms))
-    loader = torch.utils.data.DataLoader(_Views(samples.images, transforms, seed), batch_size=batch_size,
-                                         num_workers=ctx.workers, collate_fn=_collate,
-                                         pin_memory=device.device.type == "cuda")
+    rows = eval_shards(len(samples), batch_size, ranks.world)[ranks.rank]  # whole batches, each of contiguous rows
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(_Views(samples.images, transforms, seed), rows.tolist()), batch_size=batch_size,
+        num_workers=ctx.workers, collate_fn=_collate, pin_memory=device.device.type == "cuda")
     python_state, torch_state = random.getstate(), torch.get_rng_state()  # the feature pass draws from both
-    failed, row = [], 0
+    failed, done = [], 0
     try:
         with torch.inference_mode():
             for views, reasons in tqdm(loader, desc="features", unit="batch", disable=not ctx.progress, leave=False):
-                n = len(reasons)
+                n, row = len(reasons), int(rows[done])
                 failed += [(row + k, reason) for k, reason in enumerate(reasons) if reason]
                 if views is not None:
                     x = views.flatten(0, 1).to(device.device, non_blocking=True)
                     with device.inference_autocast():
                         h = backbone(x.contiguous(memory_format=torch.channels_last)).float()
                     out[:, row:row + n] = h.reshape(n, len(transforms), *shape).transpose(0, 1).cpu().numpy()
-                row += n
+                done += n
     finally:
         random.setstate(python_state)
         torch.set_rng_state(torch_state)

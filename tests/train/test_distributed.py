@@ -3,6 +3,7 @@ to float rounding until a near-tie goes the other way, rank 0 alone writing and 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -102,3 +103,26 @@ def test_eval_shards_deal_out_whole_batches_and_cover_every_row_once(n, batch, w
             chunk = rows[start:start + batch]
             assert chunk[0] % batch == 0 and (chunk[0] // batch) % world == rank
             assert chunk.tolist() == list(range(chunk[0], min(chunk[0] + batch, n)))
+
+
+def test_a_head_fit_under_two_processes_shares_the_feature_pass_and_ends_as_one_process(tmp_path, backbone):
+    """--train head with --nproc 2: each rank computes half the feature batches into one cache entry, identical to
+    a single process's, then rank 0 trains the head alone: the same run as one process, to the bit."""
+    images = write_colour_dataset(tmp_path, per_class=25, noise=0.2, seed=5)
+    head = ["--train", "head", "--model", "resnet10t", "--pretrained-weights", backbone, "--img-size", "24",
+            "--epochs", "3", "--warmup-epochs", "1", "--batch-size", "16", "--feature-views", "1", "--quiet"]
+    one = fit_cli(images, "--out", tmp_path / "one", "--feature-cache", tmp_path / "cache-one", *head, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    two = fit_cli(images, "--out", tmp_path / "two", "--feature-cache", tmp_path / "cache-two", "--nproc", "2", *head,
+                  cwd=tmp_path)
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("run folder:") == 1
+    (entry_one,), (entry_two,) = (list((tmp_path / f"cache-{n}").iterdir()) for n in ("one", "two"))
+    assert entry_one.name == entry_two.name  # one entry, keyed as one process keys it
+    features_one, features_two = np.load(entry_one / "features.npy"), np.load(entry_two / "features.npy")
+    assert features_one.shape == (2, 100, 512) and np.abs(features_one).sum() > 0
+    np.testing.assert_array_equal(features_two, features_one)
+    assert json.loads((entry_two / "meta.json").read_text())["processes"] == 2
+    a, b = crust_clean.Run(tmp_path / "one"), crust_clean.Run(tmp_path / "two")
+    pd.testing.assert_frame_equal(a.ledger(), b.ledger())
+    pd.testing.assert_frame_equal(a.scores, b.scores)
