@@ -3,7 +3,8 @@
 Direction: a higher ``score`` means *more likely mislabeled* (0 <= score <= 1).
 
 ``score`` is the mean over all recorded epochs of 1 - p(given label) (``score``: the one definition, used by
-the per-epoch metrics of a fit and by ``score_samples`` for ``scores.csv``): a training-dynamics score
+the per-epoch metrics of a fit and by ``score_samples``, which ``ScoreTotals`` computes epoch by epoch for
+``scores.csv``): a training-dynamics score
 (cf. area under the margin). In our early measurements (shared/notes/crust.md) it ranked noise
 best of the candidates, better than the final-epoch loss once a model memorises and better than
 selection statistics. ``selection_rate`` and ``never_selected`` are reported beside it, not mixed in:
@@ -86,6 +87,66 @@ def _held_out_score(ledger: pd.DataFrame, grouped) -> pd.Series | float:
     held_out = ledger.loc[~ledger["trained"].astype(bool)]
     mean = held_out.groupby("sample_id", sort=False)["prob_given"].mean().astype(np.float64)
     return score(mean.reindex(grouped.size().index))
+
+
+
+class ScoreTotals:
+    """``score_samples`` one epoch at a time: per-sample running sums over a ledger's epochs, so a fit holds a few
+    numbers per sample instead of a row per sample and epoch (a million samples over 30 epochs: 30 million rows).
+    ``add`` each epoch's rows (every sample, in one fixed order); ``per_sample`` gives what ``score_samples``
+    gives for the ledger of the epochs added (the means in float64 here, where pandas may round them to the
+    columns' float32)."""
+
+    def __init__(self, n: int):
+        self.epochs = self.selection_epochs = 0
+        self.prob_given, self.loss, self.margin = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.selected = np.zeros(n, dtype=np.int64)
+        self.held_out_sum, self.held_out_count = np.zeros(n), np.zeros(n, dtype=np.int64)
+        self.has_margin = self.has_trained = True
+        self.last_predicted = self.last_prob_given = None
+
+    def add(self, part: pd.DataFrame) -> None:
+        """One epoch's ledger rows (``run.ledger``'s columns)."""
+        prob_given = part["prob_given"].to_numpy(np.float64)
+        self.epochs += 1
+        self.prob_given += prob_given
+        self.loss += part["loss"].to_numpy(np.float64)
+        self.has_margin &= "margin" in part
+        if self.has_margin:
+            self.margin += part["margin"].to_numpy(np.float64)
+        selected = part["selected"]
+        if selected.notna().any():
+            self.selection_epochs += 1
+            self.selected += selected.fillna(False).to_numpy(bool)
+        self.has_trained &= "trained" in part
+        if self.has_trained:
+            held_out = ~part["trained"].to_numpy(bool)
+            self.held_out_sum += np.where(held_out, prob_given, 0.0)
+            self.held_out_count += held_out
+        self.last_predicted = part["predicted_label"].to_numpy(np.int64)
+        self.last_prob_given = prob_given
+
+    def mean_prob_given(self) -> np.ndarray:
+        """(n,) mean over the epochs added of prob_given (``score`` makes it the score)."""
+        return self.prob_given / max(self.epochs, 1)
+
+    def per_sample(self, sample_ids) -> pd.DataFrame:
+        """``score_samples``'s frame, indexed by ``sample_ids`` (the order the rows were added in)."""
+        epochs, chosen = max(self.epochs, 1), self.selection_epochs
+        with np.errstate(invalid="ignore", divide="ignore"):
+            held_out = np.where(self.held_out_count > 0, self.held_out_sum / self.held_out_count, np.nan)
+        out = pd.DataFrame({
+            "score": score(self.mean_prob_given()),
+            "selection_rate": self.selected / chosen if chosen else np.nan,
+            "never_selected": (self.selected == 0) & (chosen > 0),
+            "epochs_selected": self.selected,
+            "predicted_label": self.last_predicted,
+            "prob_given": self.last_prob_given,
+            "mean_loss": self.loss / epochs,
+            "aum": self.margin / epochs if self.has_margin else np.nan,
+            "held_out_score": score(held_out) if self.has_trained else np.nan,
+        }, index=pd.Index(sample_ids, name="sample_id"))
+        return out
 
 
 @dataclass(frozen=True)

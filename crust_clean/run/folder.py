@@ -42,7 +42,7 @@ from ..atomic import atomic_path, write_text
 from ..config import RunConfig, dump_yaml, from_dict, load_yaml
 from ..data.sources import Samples, load_source
 from ..errors import BadInputError, CrustCleanError
-from ..method.scores import SuspectRule, score_samples
+from ..method.scores import SuspectRule
 
 if TYPE_CHECKING:
     from .folds import OutOfFold
@@ -175,15 +175,14 @@ class RunFolder:
         with atomic_path(self.path / PREDICTIONS) as tmp:
             pq.write_table(table, tmp)
 
-    def write_scores(self, ledger: pd.DataFrame, samples: Samples, train_idx: np.ndarray,
+    def write_scores(self, per_sample: pd.DataFrame, samples: Samples, train_idx: np.ndarray,
                      disagrees: np.ndarray, neighbour_agreement: np.ndarray, *,
                      out_of_fold: OutOfFold | None = None) -> pd.DataFrame:
-        """Write and return scores.csv: ``score_samples`` per training sample (``ledger`` order = ``train_idx``
+        """Write and return scores.csv: ``per_sample``, the ledger's ``score_samples`` (rows in ``train_idx``
         order), the suspects by the run's own rule with ``disagrees`` (the model that scores a sample predicts
         another label than the given one) and ``neighbour_agreement`` (``method.neighbours``), sorted by score,
         highest first. With ``out_of_fold`` (``run.folds``) ``score`` is its score, the ledger's is kept as
         ``in_sample_score``, and ``fold`` says which fold held the sample out."""
-        per_sample = score_samples(ledger)
         scored = per_sample["score"].to_numpy() if out_of_fold is None else out_of_fold.score
         names = np.asarray(samples.class_names, dtype=object)
         table = pd.DataFrame({
@@ -226,11 +225,6 @@ class RunFolder:
         with atomic_path(self.path / EMBEDDINGS) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, embeddings.astype(np.float16))
-
-    def write_ledger(self, frame: pd.DataFrame) -> None:
-        from .ledger import write_ledger
-
-        write_ledger(frame, self.path / LEDGER)
 
     def finish(self) -> None:
         """Every output is written: the resume state is no longer needed."""

@@ -37,17 +37,21 @@ if TYPE_CHECKING:  # the ledger is read without torch
 
 
 class Ledger:
-    """Append-only in memory, one frame per epoch; ``frame`` joins them for ``write_ledger``. It keeps the
-    running sum of ``prob_given`` that the per-epoch score is made of (``mean_prob_given``)."""
+    """The ledger of a fit, one epoch at a time: each epoch's rows are written to a part file (``write_part``, what
+    a resume reads back) and added to running per-sample totals (``method.scores.ScoreTotals``, what the scores are
+    made of); only the last epoch's rows stay in memory, whatever the number of epochs. ``join_parts`` writes the
+    whole ledger from the parts, an epoch at a time."""
 
     def __init__(self, sample_ids: list[str]):
+        from ..method.scores import ScoreTotals
+
         self.sample_ids = pd.array(sample_ids, dtype="string")
-        self._epochs: list[pd.DataFrame] = []
-        self._prob_given_sum = np.zeros(len(sample_ids))
+        self.totals = ScoreTotals(len(sample_ids))
+        self._last: pd.DataFrame | None = None
 
     def _keep(self, part: pd.DataFrame) -> None:
-        self._epochs.append(part)
-        self._prob_given_sum += part["prob_given"].to_numpy(np.float64)
+        self._last = part
+        self.totals.add(part)
 
     def append(self, epoch: int, *, loss: np.ndarray, predicted: np.ndarray, prob_given: np.ndarray,
                margin: np.ndarray, selection: Selection | None) -> None:
@@ -73,28 +77,53 @@ class Ledger:
             "trained": np.ones(n, dtype=bool) if selection is None else selection.trained_mask(n),
         }))
 
-    def frame(self) -> pd.DataFrame:
-        return pd.concat(self._epochs, ignore_index=True)
+    @property
+    def epochs(self) -> int:
+        """How many epochs the ledger holds."""
+        return self.totals.epochs
 
     def mean_prob_given(self) -> np.ndarray:
         """(n,) mean over the recorded epochs of prob_given (``method.scores.score`` makes it the score)."""
-        return self._prob_given_sum / max(len(self._epochs), 1)
+        return self.totals.mean_prob_given()
+
+    def per_sample(self) -> pd.DataFrame:
+        """``method.scores.score_samples`` of the whole ledger, from the running totals."""
+        return self.totals.per_sample(self.sample_ids)
 
     def write_part(self, folder: Path) -> None:
         """Write the last appended epoch to ``folder/epoch-NNNN.parquet`` (atomically), for a resume."""
-        part = self._epochs[-1]
-        write_ledger(part, folder / f"epoch-{int(part['epoch'].iloc[0]):04d}.parquet")
+        write_ledger(self._last, _part_path(folder, int(self._last["epoch"].iloc[0])))
 
     def read_parts(self, folder: Path, *, through_epoch: int) -> None:
-        """Append the parts ``write_part`` wrote for epochs 0..through_epoch (a resumed run's history)."""
+        """Add the parts ``write_part`` wrote for epochs 0..through_epoch (a resumed run's history)."""
         for epoch in range(through_epoch + 1):
-            path = folder / f"epoch-{epoch:04d}.parquet"
+            path = _part_path(folder, epoch)
             if not path.is_file():
                 raise BadInputError(f"cannot resume: the ledger of epoch {epoch} is missing ({path})")
             part = read_ledger(path)
             if part["sample_id"].tolist() != self.sample_ids.tolist():
                 raise BadInputError(f"cannot resume: {path} holds other samples than the run")
             self._keep(part)
+
+    def join_parts(self, folder: Path, path: str | os.PathLike) -> None:
+        """Write the ledger of every epoch held, read back from ``folder``'s parts one at a time, as one parquet
+        file (a row group per epoch), atomically."""
+        import pyarrow.parquet as pq
+
+        with atomic_path(path) as tmp:
+            writer = None
+            try:
+                for epoch in range(self.epochs):
+                    table = pq.read_table(_part_path(folder, epoch))
+                    writer = writer or pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table.cast(writer.schema))
+            finally:
+                if writer is not None:
+                    writer.close()
+
+
+def _part_path(folder: Path, epoch: int) -> Path:
+    return folder / f"epoch-{epoch:04d}.parquet"
 
 
 def write_ledger(frame: pd.DataFrame, path: str | os.PathLike) -> None:

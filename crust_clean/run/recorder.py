@@ -20,7 +20,7 @@ from ..errors import Interrupted
 from ..method.metrics import detection_metrics
 from ..method.neighbours import neighbour_agreement
 from ..method.scores import SUSPECT_RULE, flag_suspects, margins, score
-from .folder import RunFolder
+from .folder import LEDGER, RunFolder
 from .ledger import Ledger
 
 if TYPE_CHECKING:
@@ -39,11 +39,12 @@ class Best:
 
 class Recorder:
     """Keeps the books of one fit of the training rows ``sample_ids`` (given labels ``given``, (n,); ``is_noisy``
-    (n,) when true labels are known) into ``folder``; ``writes`` on rank 0, ``progress`` prints a line per epoch."""
+    (n,) when true labels are known) into ``folder``; ``writes`` on rank 0, ``progress`` prints a line per epoch;
+    the neighbour search of the scores runs on ``device`` (exact on CUDA, ``method.neighbours``)."""
 
     def __init__(self, folder: RunFolder, sample_ids: list[str], given: np.ndarray, *, is_noisy: np.ndarray | None,
-                 writes: bool, progress: bool):
-        self.folder, self.given, self.is_noisy = folder, given, is_noisy
+                 writes: bool, progress: bool, device="cpu"):
+        self.folder, self.given, self.is_noisy, self.device = folder, given, is_noisy, device
         self.writes, self.progress = writes, progress
         self.ledger = Ledger(sample_ids)
         self.epochs: list[dict] = []
@@ -115,13 +116,13 @@ class Recorder:
         folder = self.folder
         folder.write_model(saved.state, model_info)
         folder.write_predictions(samples, robust.logits, robust.predicted)
-        ledger = self.ledger.frame()
-        folder.write_ledger(ledger)
+        self.ledger.join_parts(folder.ledger_parts, folder.path / LEDGER)
         folder.write_embeddings(robust.embeddings)
         given = samples.labels[train_idx]
         disagrees = (robust.predicted[train_idx] if out_of_fold is None else out_of_fold.predicted) != given
-        agreement = neighbour_agreement(robust.embeddings[train_idx], given)
-        scores = folder.write_scores(ledger, samples, train_idx, disagrees, agreement, out_of_fold=out_of_fold)
+        agreement = neighbour_agreement(robust.embeddings[train_idx], given, device=self.device)
+        scores = folder.write_scores(self.ledger.per_sample(), samples, train_idx, disagrees, agreement,
+                                     out_of_fold=out_of_fold)
         if out_of_fold is not None:
             run_facts = {**run_facts, "folds": out_of_fold.count, "fold_seconds": round(out_of_fold.seconds, 2)}
         summary = {

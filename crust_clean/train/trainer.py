@@ -205,8 +205,8 @@ class TrainBatches:
 def forward(model, batches: EvalBatches, ctx: TrainContext, *, desc: str, wait: DataWait | None = None,
             progress: bool | None = None, embed: bool = False):
     """(n, K) float32 logits of ``model`` in eval mode on every sample of ``batches``, in dataset order, on
-    the training device; with ``embed``, (logits, (n, D) pooled features: timm's ``forward_head(pre_logits=True)``,
-    the classifier's input). With several ranks each forwards its shard and every rank gets all the rows."""
+    the training device; with ``embed``, (logits, (n, D) float16 pooled features: timm's
+    ``forward_head(pre_logits=True)``, the classifier's input; half precision batch by batch, as they are kept). With several ranks each forwards its shard and every rank gets all the rows."""
     model.eval()
     logits, pooled = [], []
     shown = ctx.progress if progress is None else progress
@@ -215,7 +215,7 @@ def forward(model, batches: EvalBatches, ctx: TrainContext, *, desc: str, wait: 
         with ctx.device.autocast():
             if embed:  # what timm's forward does, in two steps
                 features = model.forward_features(ctx.device.images(images))
-                pooled.append(model.forward_head(features, pre_logits=True).float())
+                pooled.append(model.forward_head(features, pre_logits=True).half())  # as embeddings.npy keeps them
                 logits.append(model.forward_head(features).float())
             else:
                 logits.append(model(ctx.device.images(images)).float())
@@ -224,7 +224,7 @@ def forward(model, batches: EvalBatches, ctx: TrainContext, *, desc: str, wait: 
     if not embed:
         return gathered
     width = pooled[0].shape[1] if pooled else 0
-    rows = torch.cat(pooled) if pooled else torch.empty((0, width), device=ctx.device.device)
+    rows = torch.cat(pooled) if pooled else torch.empty((0, width), dtype=torch.float16, device=ctx.device.device)
     return gathered, gather_rows(rows, batches.shards, ctx.ranks)
 
 
@@ -236,7 +236,7 @@ def eval_pass(model, batches: EvalBatches, ctx: TrainContext, *, want_proxies: b
     embeddings = None
     if embed:
         logits, pooled = logits
-        embeddings = pooled.cpu().numpy().astype(np.float16)
+        embeddings = pooled.cpu().numpy()
     labels = torch.as_tensor(batches.dataset.labels, device=ctx.device.device)
     probs = logits.softmax(1)
     proxies = torch.empty(0)

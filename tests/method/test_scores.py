@@ -128,3 +128,31 @@ def test_held_out_score_counts_only_the_epochs_that_did_not_train_on_the_sample(
     frame["trained"] = True
     assert score_samples(frame)["held_out_score"].isna().all()  # never held out
     assert score_samples(frame.drop(columns="trained"))["held_out_score"].isna().all()  # an older ledger
+
+
+def test_score_totals_added_epoch_by_epoch_equal_score_samples_of_the_whole_ledger():
+    from crust_clean.method.scores import ScoreTotals
+
+    rng = np.random.default_rng(0)
+    ids = [f"s{i}" for i in range(7)]
+    parts = []
+    for epoch in range(5):
+        selecting = epoch >= 2
+        selected = rng.random(7) < 0.5
+        parts.append(pd.DataFrame({
+            "epoch": epoch, "sample_id": pd.array(ids, dtype="string"),
+            "selected": pd.array(selected if selecting else [pd.NA] * 7, dtype="boolean"),
+            "weight": pd.array(np.where(selected, 1.0, 0.0) if selecting else [pd.NA] * 7, dtype="Float64"),
+            "medoid": pd.array(ids if selecting else [pd.NA] * 7, dtype="string"),
+            "loss": rng.random(7).astype(np.float32), "predicted_label": rng.integers(0, 3, 7),
+            "prob_given": rng.random(7).astype(np.float32), "margin": rng.normal(size=7).astype(np.float32),
+            # s0 is trained every epoch: never held out
+            "trained": selected | (rng.random(7) < 0.3) | (np.arange(7) == 0) if selecting else np.ones(7, dtype=bool)}))
+    totals = ScoreTotals(7)
+    for part in parts:
+        totals.add(part)
+    expected = score_samples(pd.concat(parts, ignore_index=True))
+    got = totals.per_sample(pd.array(ids, dtype="string"))
+    assert list(got.index) == ids and list(got.columns) == list(expected.columns)
+    assert got["held_out_score"].notna().any() and got["held_out_score"].isna().any()  # both cases covered
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, atol=1e-6, rtol=1e-6)
