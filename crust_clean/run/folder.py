@@ -185,9 +185,10 @@ class RunFolder:
         ``in_sample_score``, and ``fold`` says which fold held the sample out."""
         scored = per_sample["score"].to_numpy() if out_of_fold is None else out_of_fold.score
         names = np.asarray(samples.class_names, dtype=object)
+        paths = samples.paths  # a list built on each access: once, not once a row
         table = pd.DataFrame({
             "sample_id": per_sample.index,
-            "path": _absolute([samples.paths[i] for i in train_idx]),
+            "path": _absolute([paths[i] for i in train_idx]),
             "given_label": names[samples.labels[train_idx]],
             "predicted_label": names[per_sample["predicted_label"].to_numpy()],
             "score": scored,
