@@ -12,18 +12,6 @@ from PIL import Image
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (50, 60, 210), "yellow": (220, 210, 40)}
 
 
-def pytest_configure(config):
-    """Under pytest-xdist (``make test``: 2 workers), one thread per worker and per process a test starts: two
-    workers of two threads each on 2 cores would only contend."""
-    import os
-
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        import torch
-
-        os.environ["OMP_NUM_THREADS"] = "1"
-        torch.set_num_threads(1)
-
-
 def write_colour_dataset(root: Path, *, per_class: int = 40, noise: float = 0.0, size: int = 24,
                          seed: int = 0) -> Path:
     """An easy ImageFolder (class = dominant colour, with pixel noise) with ``noise`` symmetric label noise.
