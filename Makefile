@@ -20,11 +20,8 @@ $(INSTALLED): pyproject.toml scripts/fix_mongod.py
 demo: $(INSTALLED)
 	$(BIN)/python -m crust_clean.demo --out demo --config digits
 
-# two worker processes of one thread each (set before torch starts: a thread count changed later can round
-# differently from a process started with it, and the resume tests compare such runs bit for bit), a test file
-# per worker at a time (its module fixtures built once)
 test: $(INSTALLED)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest
 
 # The README's pictures of the App (needs Debian's chromium and chromium-driver; runs the demo first when there is
 # no demo/run)
