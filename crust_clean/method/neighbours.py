@@ -8,7 +8,7 @@ Zhu et al. 2022).
 Up to ``EXACT_UP_TO`` rows (and at any size on a CUDA device) the search is exact: similarities in blocks of rows,
 only the k best of each row kept, n^2 time. Above it on the CPU, an approximate index from faiss (HNSW graph over
 8-bit scalar-quantised unit vectors, ``APPROXIMATE_INDEX``), n log n: on the 50,000 Lite2 features of CIFAR-10 it
-finds 98.4 % of the exact 10 neighbours in 14 s instead of 49 s, and the agreement's AUROC for CIFAR-10N's wrong
+finds 98.4 % of the exact 10 neighbours in 15.8 s instead of 47.5 s, and the agreement's AUROC for CIFAR-10N's wrong
 labels moves by at most 0.0008 (benchmarks/results/neighbours.md). Its graph is built by several threads, so two
 runs may differ in a few neighbours.
 """
@@ -21,7 +21,7 @@ import torch
 #: How many neighbours the agreement counts (scores.csv's ``neighbour_agreement``).
 NEIGHBOURS = 10
 #: Above this many rows the CPU search is approximate (``approximate_neighbours``): exact costs n^2 (8 s here at
-#: 20,000 rows, 49 s at 50,000, hours at a million).
+#: 20,000 rows, 47.5 s at 50,000, hours at a million).
 EXACT_UP_TO = 20_000
 #: faiss's description of the approximate index, and how many candidates its search keeps (efSearch): chosen on
 #: CIFAR-10's Lite2 features by recall@10 against exact search per second (benchmarks/neighbours.py).
@@ -68,8 +68,9 @@ def _top_k(similarity: torch.Tensor, k: int) -> np.ndarray:
 def approximate_neighbours(embeddings: np.ndarray, k: int, *, block_rows: int = 65536,
                            training_rows: int = 100_000, seed: int = 0) -> np.ndarray:
     """(n, k) approximate cosine neighbours from a faiss ``APPROXIMATE_INDEX`` over the unit rows, most similar
-    first, never the row itself; -1 where the search found fewer (not seen in practice). Memory: the index (about d + 300 bytes a row) and one block of rows; the
-    quantiser's ranges are learnt from ``training_rows`` rows drawn with ``seed``."""
+    first, never the row itself; -1 where the search found fewer (not seen in practice). Memory: the index (about
+    d + 300 bytes a row) and one block of rows; the quantiser's ranges are learnt from ``training_rows`` rows drawn
+    with ``seed``."""
     import faiss
 
     n, d = embeddings.shape

@@ -144,6 +144,17 @@ def broadcast(value, ranks: Ranks):
     return box[0]
 
 
+def gather_objects(value, ranks: Ranks) -> list:
+    """Every rank's ``value`` (any picklable object), in rank order, on every rank; ``[value]`` in one process."""
+    if not ranks.active:
+        return [value]
+    import torch.distributed as dist
+
+    out = [None] * ranks.world
+    dist.all_gather_object(out, value)
+    return out
+
+
 def barrier(ranks: Ranks) -> None:
     if ranks.active:
         import torch.distributed as dist

@@ -226,7 +226,7 @@ def load_or_extract(backbone: torch.nn.Module, samples: Samples, transforms: lis
     ``transforms``: the eval transform, then one train transform per augmented view. With several ranks
     (torchrun) the pass is sharded: each rank computes its eval batches (``distributed.eval_shards``, so every
     batch is the one a single process computes) into the one file rank 0 creates, and rank 0 completes the entry."""
-    from .distributed import barrier, broadcast
+    from .distributed import barrier, broadcast, gather_objects
 
     ranks = ctx.ranks
     entry = cache_entry(description, root)
@@ -241,7 +241,7 @@ def load_or_extract(backbone: torch.nn.Module, samples: Samples, transforms: lis
             barrier(ranks)
             seconds, failed = _extract(backbone, samples, transforms, build / FEATURES, ctx,
                                        seed=(description["augment"] or {}).get("seed", 0))
-            failed = sorted(f for part in _gathered(failed, ranks) for f in part)
+            failed = sorted(f for part in gather_objects(failed, ranks) for f in part)
             if ranks.is_main:
                 (build / META).write_text(json.dumps({"description": description, "shape": list(shape),
                                                       "failed": failed, "seconds": round(seconds, 2),
@@ -271,17 +271,6 @@ def _shared_build(entry: Path, ranks) -> Iterator[Path]:
     with staged_folder(entry) as build:
         broadcast(build, ranks)
         yield build
-
-
-def _gathered(value, ranks) -> list:
-    """Every rank's ``value``, in rank order (``[value]`` in one process)."""
-    if not ranks.active:
-        return [value]
-    import torch.distributed as dist
-
-    out = [None] * ranks.world
-    dist.all_gather_object(out, value)
-    return out
 
 
 class _Views(torch.utils.data.Dataset):

@@ -206,7 +206,8 @@ def forward(model, batches: EvalBatches, ctx: TrainContext, *, desc: str, wait: 
             progress: bool | None = None, embed: bool = False):
     """(n, K) float32 logits of ``model`` in eval mode on every sample of ``batches``, in dataset order, on
     the training device; with ``embed``, (logits, (n, D) float16 pooled features: timm's
-    ``forward_head(pre_logits=True)``, the classifier's input; half precision batch by batch, as they are kept). With several ranks each forwards its shard and every rank gets all the rows."""
+    ``forward_head(pre_logits=True)``, the classifier's input; half precision batch by batch, as they are kept).
+    With several ranks each forwards its shard and every rank gets all the rows."""
     model.eval()
     logits, pooled = [], []
     shown = ctx.progress if progress is None else progress
