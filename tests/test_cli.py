@@ -1,4 +1,4 @@
-"""The CLI as a user runs it: real subprocesses for error paths (no traceback), CliRunner for a fit."""
+"""The CLI as a user runs it: a real subprocess for an error path (one line, no traceback), CliRunner for the rest."""
 
 import subprocess
 import sys
@@ -17,8 +17,15 @@ def crust_clean(*args, cwd=None):
                           text=True, cwd=cwd)
 
 
+def test_a_bad_source_in_a_real_process_is_one_line_on_stderr_and_exit_2(tmp_path):
+    result = crust_clean("fit", tmp_path / "images", "--out", tmp_path / "run")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"Error: dataset path does not exist: {tmp_path / 'images'}"]
+    assert not (tmp_path / "run").exists()
+
+
+# in-process from here (the same click main, without a Python start-up per case)
 @pytest.mark.parametrize("make,message", [
-    (lambda root: None, "dataset path does not exist"),
     (lambda root: root.mkdir(), "no class folders"),
     (lambda root: Image.new("RGB", (8, 8)).save((root / "cats").mkdir(parents=True) or root / "cats" / "a.png"),
      "only one class"),
@@ -26,19 +33,20 @@ def crust_clean(*args, cwd=None):
 def test_bad_sources_exit_2_with_one_line_and_no_traceback(tmp_path, make, message):
     root = tmp_path / "images"
     make(root)
-    result = crust_clean("fit", root, "--out", tmp_path / "run")
-    assert result.returncode == 2
+    result = CliRunner().invoke(cli, ["fit", str(root), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)  # raised nothing else
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
     assert not (tmp_path / "run").exists()
 
 
 def test_bad_option_value_is_a_usage_error(noisy_colours, tmp_path):
-    result = crust_clean("fit", noisy_colours, "--out", tmp_path / "run", "--coreset-fraction", "1.5")
-    assert result.returncode == 2
+    result = CliRunner().invoke(cli, ["fit", str(noisy_colours), "--out", str(tmp_path / "run"),
+                                      "--coreset-fraction", "1.5"])
+    assert result.exit_code == 2
     assert result.stderr.strip() == "Error: crust.coreset_fraction must be in (0, 1]"
-    result = crust_clean("fit", noisy_colours, "--selector", "random")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    result = CliRunner().invoke(cli, ["fit", str(noisy_colours), "--selector", "random"])
+    assert result.exit_code == 2 and "Invalid value for '--selector'" in result.stderr
 
 
 def test_help_does_not_import_torch():

@@ -155,9 +155,8 @@ def test_cli_dry_run_and_column_errors_on_a_saved_dataset(colours, tmp_path):
 
     _, folder, table = colours
     table.rename_column("label", "y").cast_column("y", datasets.Value("int64")).save_to_disk(tmp_path / "saved")
-    result = subprocess.run([sys.executable, "-m", "crust_clean", "fit", str(tmp_path / "saved"), "--dry-run"],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    result = CliRunner().invoke(cli, ["fit", str(tmp_path / "saved"), "--dry-run"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     assert result.stderr.strip().splitlines()[-1] == (
         f"Error: {tmp_path / 'saved'} (split train) has no label column (a ClassLabel feature); "
         "name it with --label-column (columns: image, y, uid)")

@@ -236,7 +236,7 @@ def test_a_compiled_fit_trains_the_same_model(noisy_colours, tmp_path):
     """--compile hands the forward passes to torch.compile; its eager backend (graph capture, no code generation:
     no C compiler, seconds not minutes) runs the same ops, so the run is the plain one. The default backend,
     inductor, generates code and is left to GPU hosts."""
-    options = {**QUICK, "epochs": 3, "warmup_epochs": 1}
+    options = {**QUICK, "epochs": 2, "warmup_epochs": 1}  # a warm-up epoch and one on a coreset
     plain = crust_clean.fit(noisy_colours, out=tmp_path / "plain", **options)
     torch._dynamo.reset()
     compiled = crust_clean.fit(noisy_colours, out=tmp_path / "compiled", **{**options, "compile": "eager"})

@@ -20,7 +20,7 @@ from crust_clean.cli import cli
 
 from ..conftest import QUICK
 
-EPOCHS = 12
+EPOCHS = 8
 OPTIONS = {**QUICK, "epochs": EPOCHS, "warmup_epochs": 2}
 # the model named, as QUICK does: a CLI fit without a config or a network starts from the photos-cpu recipe
 FLAGS = ["--model", QUICK["model"], "--img-size", "24", "--epochs", str(EPOCHS), "--warmup-epochs", "2",
@@ -111,34 +111,42 @@ def test_resume_refuses_what_it_cannot_continue(noisy_colours, tmp_path, uninter
     assert result.exit_code == 2 and "already exists" in result.output and "--resume" in result.output
 
 
-def test_a_run_with_loader_workers_resumes_identically(noisy_colours, tmp_path):
+def _stop_after_epoch(monkeypatch, last: int) -> None:
+    """Recorder.record raises KeyboardInterrupt once epoch ``last`` is recorded (its checkpoint written), as
+    Ctrl-C in the next epoch would (the real signal: test_ctrl_c_stops_with_a_resume_hint...)."""
+    from crust_clean.run.recorder import Recorder
+
+    record = Recorder.record
+
+    def record_then_stop(self, result, model, optimisation):
+        record(self, result, model, optimisation)
+        if result.epoch == last:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Recorder, "record", record_then_stop)
+
+
+def test_a_run_with_loader_workers_resumes_identically(noisy_colours, tmp_path, monkeypatch):
     """With workers the loaders persist across epochs; a resumed run starts new ones, which must augment
     the remaining epochs as the persistent ones would have (data.PairImages reseeds per epoch)."""
-    epochs = 6
-    whole = crust_clean.fit(noisy_colours, out=tmp_path / "whole", **{**OPTIONS, "epochs": epochs, "workers": 2})
-    out = tmp_path / "killed"
-    process = _start(noisy_colours, out, "--epochs", str(epochs), "--workers", "2")
-    _wait_for_epochs(process, out, 3)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (out / "scores.csv").exists(), "the run finished before it was killed: the test proves nothing"
-    _assert_same_outputs(crust_clean.resume(out, progress=False), whole)
+    from crust_clean.errors import Interrupted
+
+    options = {**OPTIONS, "epochs": 6, "workers": 2}
+    whole = crust_clean.fit(noisy_colours, out=tmp_path / "whole", **options)
+    _stop_after_epoch(monkeypatch, 2)
+    with pytest.raises(Interrupted):
+        crust_clean.fit(noisy_colours, out=tmp_path / "run", **options)
+    monkeypatch.undo()
+    assert not (tmp_path / "run" / "scores.csv").exists()
+    _assert_same_outputs(crust_clean.resume(tmp_path / "run", progress=False), whole)
 
 
 def test_a_coreset_sized_to_the_noise_resumes_with_the_same_shares(noisy_colours, tmp_path, monkeypatch):
     from crust_clean.errors import Interrupted
-    from crust_clean.run.recorder import Recorder
 
     options = {**QUICK, "coreset_from_noise": True}
     whole = crust_clean.fit(noisy_colours, out=tmp_path / "whole", **options)
-    record = Recorder.record
-
-    def stop_after_epoch_3(self, result, model, optimisation):  # the shares were sized at epoch 2
-        record(self, result, model, optimisation)
-        if result.epoch == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Recorder, "record", stop_after_epoch_3)
+    _stop_after_epoch(monkeypatch, 3)  # the shares were sized at epoch 2
     with pytest.raises(Interrupted):
         crust_clean.fit(noisy_colours, out=tmp_path / "run", **options)
     monkeypatch.undo()
