@@ -28,32 +28,35 @@ EXACT_UP_TO = 20_000
 APPROXIMATE_INDEX, SEARCH_BREADTH = "HNSW32,SQ8", 32
 
 
-def _unit_rows(embeddings, start: int, stop: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Rows start:stop as float32 unit vectors (a row of zeros stays zero: similar to nothing)."""
-    block = torch.as_tensor(np.asarray(embeddings[start:stop], dtype=np.float32), device=device)
+def _unit_rows(embeddings, rows, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``embeddings[rows]`` (``rows``: a slice or an array of row numbers) as float32 unit vectors (a row of zeros
+    stays zero: similar to nothing)."""
+    block = torch.as_tensor(np.asarray(embeddings[rows], dtype=np.float32), device=device)
     return torch.nn.functional.normalize(block, dim=1)
 
 
-def nearest_neighbours(embeddings: np.ndarray, k: int, *, block_rows: int = 2048,
+def nearest_neighbours(embeddings: np.ndarray, k: int, *, rows: np.ndarray | None = None, block_rows: int = 2048,
                        exact_up_to: int = EXACT_UP_TO, device: torch.device | str = "cpu") -> np.ndarray:
     """(n, k) indices of each row's k most cosine-similar other rows, most similar first.
 
-    ``embeddings``: (n, d), any float array (a memory map is read a block at a time); a row of zeros is similar
-    to nothing (similarity 0 to every row). k < n. Exact (ties to the lower index, among the 4k most similar) up
+    ``embeddings``: (N, d), any float array (a memory map is read a block at a time); ``rows``: the n rows that
+    take part (default: all), the indices returned are positions in ``rows``. A row of zeros is similar to
+    nothing (similarity 0 to every row). k < n. Exact (ties to the lower index, among the 4k most similar) up
     to ``exact_up_to`` rows or on a CUDA ``device``; else ``approximate_neighbours``.
     """
-    n = len(embeddings)
+    rows = np.arange(len(embeddings)) if rows is None else np.asarray(rows)
+    n = len(rows)
     if not 0 < k < n:
         raise ValueError(f"k={k} must be in [1, {n - 1}]")
     if n > exact_up_to and torch.device(device).type == "cpu":
-        return approximate_neighbours(embeddings, k)
-    x = _unit_rows(embeddings, 0, n, device)
+        return approximate_neighbours(embeddings, k, rows=rows)
+    x = _unit_rows(embeddings, rows, device)
     out = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, block_rows):
-        rows = torch.arange(start, min(start + block_rows, n), device=x.device)
-        similarity = x[rows] @ x.T
-        similarity[torch.arange(len(rows), device=x.device), rows] = -torch.inf  # never its own neighbour
-        out[start:start + len(rows)] = _top_k(similarity, k)
+        block = torch.arange(start, min(start + block_rows, n), device=x.device)
+        similarity = x[block] @ x.T
+        similarity[torch.arange(len(block), device=x.device), block] = -torch.inf  # never its own neighbour
+        out[start:start + len(block)] = _top_k(similarity, k)
     return out
 
 
@@ -65,41 +68,45 @@ def _top_k(similarity: torch.Tensor, k: int) -> np.ndarray:
     return candidates.gather(1, order).cpu().numpy()
 
 
-def approximate_neighbours(embeddings: np.ndarray, k: int, *, block_rows: int = 65536,
-                           training_rows: int = 100_000, seed: int = 0) -> np.ndarray:
-    """(n, k) approximate cosine neighbours from a faiss ``APPROXIMATE_INDEX`` over the unit rows, most similar
-    first, never the row itself; -1 where the search found fewer (not seen in practice). Memory: the index (about
-    d + 300 bytes a row) and one block of rows; the quantiser's ranges are learnt from ``training_rows`` rows drawn
-    with ``seed``."""
+def approximate_neighbours(embeddings: np.ndarray, k: int, *, rows: np.ndarray | None = None,
+                           block_rows: int = 65536, training_rows: int = 100_000, seed: int = 0) -> np.ndarray:
+    """(n, k) approximate cosine neighbours among ``rows`` of ``embeddings`` (default: all; positions in ``rows``)
+    from a faiss ``APPROXIMATE_INDEX`` over the unit rows, most similar first, never the row itself; -1 where the
+    search found fewer (not seen in practice). Memory: the index (about d + 300 bytes a row) and one block of rows,
+    read twice (to add, then to search: the graph must be complete before it is searched); the quantiser's ranges
+    are learnt from ``training_rows`` rows drawn with ``seed``."""
     import faiss
 
-    n, d = embeddings.shape
+    rows = np.arange(len(embeddings)) if rows is None else np.asarray(rows)
+    n, d = len(rows), embeddings.shape[1]
     index = faiss.index_factory(d, APPROXIMATE_INDEX, faiss.METRIC_INNER_PRODUCT)
     sample = np.sort(np.random.default_rng(seed).choice(n, min(n, training_rows), replace=False))
-    index.train(_unit_rows(embeddings[sample], 0, len(sample)).numpy())
+    index.train(_unit_rows(embeddings, rows[sample]).numpy())
     for start in range(0, n, block_rows):
-        index.add(_unit_rows(embeddings, start, start + block_rows).numpy())
+        index.add(_unit_rows(embeddings, rows[start:start + block_rows]).numpy())
     faiss.ParameterSpace().set_index_parameter(index, "efSearch", max(SEARCH_BREADTH, k + 1))
     out = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, block_rows):
-        _, found = index.search(_unit_rows(embeddings, start, start + block_rows).numpy(), k + 1)
-        rows = np.arange(start, start + len(found))
+        _, found = index.search(_unit_rows(embeddings, rows[start:start + block_rows]).numpy(), k + 1)
+        own = np.arange(start, start + len(found))
         # drop the row itself where it was found, else the least similar; -1 (nothing found) sorts last
-        keep = np.argsort((found == rows[:, None]) | (found < 0), axis=1, kind="stable")[:, :k]
+        keep = np.argsort((found == own[:, None]) | (found < 0), axis=1, kind="stable")[:, :k]
         out[start:start + len(found)] = np.take_along_axis(found, keep, axis=1)
     return out
 
 
-def neighbour_agreement(embeddings: np.ndarray, labels: np.ndarray, *, k: int = NEIGHBOURS,
-                        block_rows: int = 2048, exact_up_to: int = EXACT_UP_TO,
+def neighbour_agreement(embeddings: np.ndarray, labels: np.ndarray, *, rows: np.ndarray | None = None,
+                        k: int = NEIGHBOURS, block_rows: int = 2048, exact_up_to: int = EXACT_UP_TO,
                         device: torch.device | str = "cpu") -> np.ndarray:
-    """(n,) share of each sample's k nearest other samples (``nearest_neighbours``) whose label equals its own,
-    in [0, 1]; higher = the neighbourhood agrees with the given label. With n <= k, k = n - 1."""
+    """(n,) share of each sample's k nearest other samples (``nearest_neighbours`` among ``rows`` of
+    ``embeddings``, default all; ``labels``: theirs, in that order) whose label equals its own, in [0, 1]; higher =
+    the neighbourhood agrees with the given label. With n <= k, k = n - 1."""
     labels = np.asarray(labels)
     k = min(k, len(labels) - 1)
     if k < 1:
         return np.ones(len(labels))
-    neighbours = nearest_neighbours(embeddings, k, block_rows=block_rows, exact_up_to=exact_up_to, device=device)
+    neighbours = nearest_neighbours(embeddings, k, rows=rows, block_rows=block_rows, exact_up_to=exact_up_to,
+                                    device=device)
     found = neighbours >= 0
     agree = (labels[neighbours] == labels[:, None]) & found
     return agree.sum(1) / np.maximum(found.sum(1), 1)

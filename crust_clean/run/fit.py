@@ -100,7 +100,7 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
     from ..data.torch_datasets import ImageDataset, TrainingData
     from ..train import models, trainable
     from ..train.checkpoint import state_copy
-    from ..train.trainer import EvalBatches, Optimisation, TrainContext, eval_pass, train
+    from ..train.trainer import EvalBatches, Optimisation, TrainContext, eval_pass, pooled_width, train
     from .folds import out_of_fold
     from .recorder import Recorder
 
@@ -135,7 +135,8 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
     saved = recorder.saved_model(model, last_epoch=cfg.train.epochs - 1)
     model.load_state_dict(saved.state)
     everything = EvalBatches(ImageDataset(subject.store, labels, subject.eval_transform), ctx)
-    robust = eval_pass(model, everything, ctx, want_proxies=False, desc="robust model", embed=True)
+    with folder.embeddings_writer((len(labels), pooled_width(model, everything.dataset, ctx)), ranks) as embeddings:
+        robust = eval_pass(model, everything, ctx, want_proxies=False, desc="robust model", embed_into=embeddings)
     with recorder.interruptible():
         scored_out_of_fold = out_of_fold(subject, initial, train_idx, ctx, folder) if cfg.train.folds else None
     if ranks.is_main:

@@ -32,8 +32,9 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -222,10 +223,26 @@ class RunFolder:
         with np.load(path, allow_pickle=False) as arrays:
             return {name: arrays[name] for name in arrays.files}
 
-    def write_embeddings(self, embeddings: np.ndarray) -> None:
+    @contextmanager
+    def embeddings_writer(self, shape: tuple[int, int], ranks) -> Iterator[np.ndarray]:
+        """An (N, D) float16 array on disk (a memory map) to fill; when the block ends without error it becomes
+        embeddings.npy (atomically: a killed run leaves no half-written one). Under torchrun rank 0 creates it,
+        every rank writes its own rows into it (``ranks``: ``train.distributed.Ranks``)."""
+        from ..train.distributed import barrier, broadcast
+
+        if not ranks.is_main:
+            array = np.load(broadcast(None, ranks), mmap_mode="r+")
+            yield array
+            array.flush()
+            barrier(ranks)
+            return
         with atomic_path(self.path / EMBEDDINGS) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, embeddings.astype(np.float16))
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+            broadcast(tmp, ranks)
+            yield array
+            array.flush()
+            barrier(ranks)  # every rank's rows are in the file
+            del array
 
     def finish(self) -> None:
         """Every output is written: the resume state is no longer needed."""

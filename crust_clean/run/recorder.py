@@ -20,7 +20,7 @@ from ..errors import Interrupted
 from ..method.metrics import detection_metrics
 from ..method.neighbours import neighbour_agreement
 from ..method.scores import SUSPECT_RULE, flag_suspects, margins, score
-from .folder import LEDGER, RunFolder
+from .folder import EMBEDDINGS, LEDGER, RunFolder
 from .ledger import Ledger
 
 if TYPE_CHECKING:
@@ -109,18 +109,18 @@ class Recorder:
 
     def finish(self, samples: Samples, train_idx: np.ndarray, robust: PassOutputs, *, saved: Best,
                model_info: dict, run_facts: dict, out_of_fold: OutOfFold | None = None) -> None:
-        """Every output of a finished run: the saved model, its pass over all samples (``robust``: predictions and
-        embeddings), the ledger and scores of the training rows (with the neighbour agreement among them; scored
+        """Every output of a finished run: the saved model, its pass over all samples (``robust``: predictions; its
+        embeddings are already in embeddings.npy, ``RunFolder.embeddings_writer``), the ledger and scores of the training rows (with the neighbour agreement among them; scored
         ``out_of_fold`` when given) and the metrics with the summary (``run_facts`` go into it as they are); then
         the resume state goes."""
         folder = self.folder
         folder.write_model(saved.state, model_info)
         folder.write_predictions(samples, robust.logits, robust.predicted)
         self.ledger.join_parts(folder.ledger_parts, folder.path / LEDGER)
-        folder.write_embeddings(robust.embeddings)
         given = samples.labels[train_idx]
         disagrees = (robust.predicted[train_idx] if out_of_fold is None else out_of_fold.predicted) != given
-        agreement = neighbour_agreement(robust.embeddings[train_idx], given, device=self.device)
+        embeddings = np.load(folder.path / EMBEDDINGS, mmap_mode="r")  # written by the robust pass
+        agreement = neighbour_agreement(embeddings, given, rows=train_idx, device=self.device)
         scores = folder.write_scores(self.ledger.per_sample(), samples, train_idx, disagrees, agreement,
                                      out_of_fold=out_of_fold)
         if out_of_fold is not None:

@@ -115,7 +115,6 @@ class PassOutputs:
     prob_given: np.ndarray  # softmax probability of the given label
     proxies: torch.Tensor  # (n, d) gradient proxies (on the training device)
     logits: np.ndarray  # (n, K) float32
-    embeddings: np.ndarray | None = None  # (n, D) float16 pooled features (the classifier's input), when asked for
 
 
 @dataclass
@@ -203,41 +202,48 @@ class TrainBatches:
 
 @torch.no_grad()
 def forward(model, batches: EvalBatches, ctx: TrainContext, *, desc: str, wait: DataWait | None = None,
-            progress: bool | None = None, embed: bool = False):
+            progress: bool | None = None, embed_into: np.ndarray | None = None) -> torch.Tensor:
     """(n, K) float32 logits of ``model`` in eval mode on every sample of ``batches``, in dataset order, on
-    the training device; with ``embed``, (logits, (n, D) float16 pooled features: timm's
-    ``forward_head(pre_logits=True)``, the classifier's input; half precision batch by batch, as they are kept).
-    With several ranks each forwards its shard and every rank gets all the rows."""
+    the training device. With ``embed_into`` (an (n, D) float16 array, e.g. a memory map: ``pooled_width`` gives
+    D), each batch's pooled features (timm's ``forward_head(pre_logits=True)``, the classifier's input) are written
+    into its rows as the batch is done: memory holds one batch of them. With several ranks each forwards its shard,
+    writes its own rows, and every rank gets all the logits."""
     model.eval()
-    logits, pooled = [], []
+    logits = []
     shown = ctx.progress if progress is None else progress
+    first = 0  # the dataset row of this rank's next batch (shards deal out whole, contiguous batches)
+    rows = batches.shards[ctx.ranks.rank] if batches.shards is not None else None
     for images, _, _ in tqdm((wait or DataWait()).batches(batches.loader), total=len(batches.loader), desc=desc,
                              leave=False, disable=not shown):
         with ctx.device.autocast():
-            if embed:  # what timm's forward does, in two steps
+            if embed_into is not None:  # what timm's forward does, in two steps
                 features = model.forward_features(ctx.device.images(images))
-                pooled.append(model.forward_head(features, pre_logits=True).half())  # as embeddings.npy keeps them
+                pooled = model.forward_head(features, pre_logits=True).half().cpu().numpy()
+                start = first if rows is None else int(rows[first])
+                embed_into[start:start + len(pooled)] = pooled
+                first += len(pooled)
                 logits.append(model.forward_head(features).float())
             else:
                 logits.append(model(ctx.device.images(images)).float())
     empty = torch.empty((0, model.num_classes), device=ctx.device.device)  # a rank left without a batch
-    gathered = gather_rows(torch.cat(logits) if logits else empty, batches.shards, ctx.ranks)
-    if not embed:
-        return gathered
-    width = pooled[0].shape[1] if pooled else 0
-    rows = torch.cat(pooled) if pooled else torch.empty((0, width), dtype=torch.float16, device=ctx.device.device)
-    return gathered, gather_rows(rows, batches.shards, ctx.ranks)
+    return gather_rows(torch.cat(logits) if logits else empty, batches.shards, ctx.ranks)
+
+
+@torch.no_grad()
+def pooled_width(model, dataset: ImageDataset, ctx: TrainContext) -> int:
+    """D of ``model``'s pooled features (``forward_head(pre_logits=True)``), from one sample of ``dataset``."""
+    model.eval()
+    with ctx.device.autocast():
+        return model.forward_head(model.forward_features(ctx.device.images(dataset[0][0][None])),
+                                  pre_logits=True).shape[1]
 
 
 def eval_pass(model, batches: EvalBatches, ctx: TrainContext, *, want_proxies: bool, desc: str,
-              wait: DataWait | None = None, progress: bool | None = None, embed: bool = False) -> PassOutputs:
+              wait: DataWait | None = None, progress: bool | None = None,
+              embed_into: np.ndarray | None = None) -> PassOutputs:
     """Forward every sample once in eval mode; losses, predictions, p(given), gradient proxies (``crust.proxy``)
-    and, with ``embed``, the pooled features."""
-    logits = forward(model, batches, ctx, desc=desc, wait=wait, progress=progress, embed=embed)
-    embeddings = None
-    if embed:
-        logits, pooled = logits
-        embeddings = pooled.cpu().numpy()
+    and, with ``embed_into``, the pooled features written into it (``forward``)."""
+    logits = forward(model, batches, ctx, desc=desc, wait=wait, progress=progress, embed_into=embed_into)
     labels = torch.as_tensor(batches.dataset.labels, device=ctx.device.device)
     probs = logits.softmax(1)
     proxies = torch.empty(0)
@@ -250,7 +256,6 @@ def eval_pass(model, batches: EvalBatches, ctx: TrainContext, *, want_proxies: b
         prob_given=probs.gather(1, labels[:, None])[:, 0].cpu().numpy(),
         proxies=proxies,
         logits=logits.cpu().numpy(),
-        embeddings=embeddings,
     )
 
 

@@ -55,3 +55,20 @@ def test_above_the_threshold_the_index_finds_nearly_every_exact_neighbour_and_ne
     exact_agreement = neighbour_agreement(x, given, exact_up_to=10_000)
     assert np.abs(agreement - exact_agreement).max() <= 0.3
     assert agreement[:30].max() < agreement[30:].min()  # the wrong labels still rank first
+
+
+def test_rows_take_part_alone_and_are_numbered_by_position_in_both_searches(tmp_path):
+    """A run searches its training rows of embeddings.npy (a memory map) without copying them out first."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 16)).astype(np.float16)
+    np.save(tmp_path / "embeddings.npy", x)
+    mapped = np.load(tmp_path / "embeddings.npy", mmap_mode="r")
+    rows = np.sort(rng.choice(400, 150, replace=False))
+    exact = brute_force(x[rows].astype(np.float64), 5)
+    assert nearest_neighbours(mapped, 5, rows=rows, block_rows=32).tolist() == exact.tolist()
+    approximate = nearest_neighbours(mapped, 5, rows=rows, exact_up_to=100)
+    assert approximate.max() < 150 and not (approximate == np.arange(150)[:, None]).any()
+    assert np.mean([len(set(a) & set(b)) / 5 for a, b in zip(approximate, exact)]) > 0.9
+    labels = rng.integers(0, 3, 150)
+    np.testing.assert_allclose(neighbour_agreement(mapped, labels, rows=rows, k=5),
+                               (labels[exact] == labels[:, None]).mean(1))

@@ -61,6 +61,10 @@ def test_two_processes_match_one_until_float_rounding_decides_a_near_tie(one_and
     assert np.corrcoef(one.scores.sort_values("sample_id")["score"],
                        two.scores.sort_values("sample_id")["score"])[0, 1] > 0.95
     assert two.metrics["summary"]["processes"] == 2 and one.metrics["summary"]["processes"] == 1
+    # the saved model's embeddings: each rank wrote its own rows of the one file
+    embeddings_one, embeddings_two = (np.asarray(run.embeddings(), dtype=np.float32) for run in (one, two))
+    assert embeddings_two.shape == embeddings_one.shape == (100, 64) and (np.abs(embeddings_two).sum(1) > 0).all()
+    assert np.corrcoef(embeddings_one.ravel(), embeddings_two.ravel())[0, 1] > 0.95
 
 
 def test_rank_zero_alone_speaks(one_and_two):
