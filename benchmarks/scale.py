@@ -4,6 +4,7 @@ in detection.
     .venv/bin/python benchmarks/scale.py                       (make bench-scale: the curve and the partition sweep)
     .venv/bin/python benchmarks/scale.py --sizes 10000 50000   (a part of the curve; results merge by size)
     .venv/bin/python benchmarks/scale.py --partitions-only     (only the partition sweep on CIFAR-10N)
+    .venv/bin/python benchmarks/scale.py --export-only 50000   (only the FiftyOne export of a run the curve left)
 
 The curve: for n = 10,000, 50,000, 200,000 and 1,000,000 samples, the product's frozen-lite0 fit (30 epochs, a
 linear head on 1,280-d EfficientNet-Lite0 features, CRUST with the coreset sized to the noise) run through
@@ -243,6 +244,24 @@ def one_size(n: int, args) -> dict:
             "synthetic_features": True}
 
 
+def export_only(n: int, args) -> dict:
+    """The FiftyOne export of the run ``one_size`` left for n samples, timed and metered alone (stage "FiftyOne
+    export"): to measure the export again without the fit."""
+    import crust_clean
+    from crust_clean.review.fiftyone import export_to_fiftyone
+
+    run = crust_clean.Run(args.work / "runs" / f"n{n}")
+    meter = StageMeter()
+    try:
+        with meter.stage("FiftyOne export"):
+            export_to_fiftyone(run, name=f"scale-{n}", persistent=False, overwrite=True)
+    finally:
+        meter.close()
+    return {"seconds": round(meter.seconds["FiftyOne export"], 2), "calls": 1,
+            "peak_rss_mb": round(meter.peak["FiftyOne export"] / 2**20),
+            "peak_anonymous_mb": round(meter.peak_anonymous["FiftyOne export"] / 2**20)}
+
+
 def exponents(rows: list[dict]) -> dict:
     """Least-squares slope of log seconds against log n per stage (and the whole fit), over the sizes run."""
     rows = sorted(rows, key=lambda r: r["n"])
@@ -381,6 +400,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data")
     parser.add_argument("--frozen-work", type=Path, default=HERE.parent.parent / "bench-work" / "frozen")
     parser.add_argument("--fiftyone-up-to", type=int, default=50_000, help="export to FiftyOne up to this many samples")
+    parser.add_argument("--export-only", type=int, metavar="N",
+                        help="only the FiftyOne export of the n=N run a curve left (its stage in that row)")
     parser.add_argument("--partitions-only", action="store_true")
     parser.add_argument("--no-partitions", action="store_true")
     parser.add_argument("--partition-labels", nargs="+", default=["random1", "worse"])
@@ -400,6 +421,12 @@ def main() -> None:
         (RESULTS / "scale.md").write_text(markdown(result))
         plot(result)
 
+    if args.export_only:
+        row = next(r for r in result["curve"] if r["n"] == args.export_only)
+        row["stages"]["FiftyOne export"] = export_only(args.export_only, args)
+        print(row["stages"]["FiftyOne export"], flush=True)
+        save()
+        return
     if not args.partitions_only and len(args.sizes) > 1:  # each size in a process of its own: memory freed by
         # one fit stays in the process (the allocator keeps it), and would count as the next one's peak
         import subprocess

@@ -58,6 +58,8 @@ EMBEDDINGS_WORKSPACE = "crust embeddings"
 SUSPECTS_VIEW, NEVER_SELECTED_VIEW, DISAGREEMENTS_VIEW = "crust suspects", "never selected", "disagreements"
 #: The given label's field in datasets crust-clean creates.
 GIVEN_LABEL_FIELD = "given_label"
+#: Samples whose fields are built and written per database call (``_write_fields``).
+WRITE_BLOCK = 10_000
 #: Tile colours: the given label and the prediction by field, a decision by its kind.
 _COLOURS = {GIVEN_LABEL_FIELD: "#2b8cbe", "crust_prediction": "#f28e2b", BADGE_FIELD: "#59a14f",
             "keep": "#59a14f", "drop": "#e15759", "relabel": "#edc948"}
@@ -112,11 +114,11 @@ def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persis
     table = run.review_table(top=top, threshold=threshold)
     dataset, created = _target_dataset(run, name, into_source=into_source, overwrite=overwrite)
     files = run.image_files(progress=progress)
-    if created:
-        dataset.add_samples([
+    if created:  # a generator: FiftyOne adds it in batches, so no list of every Sample is held
+        dataset.add_samples((
             fo.Sample(filepath=str(file), crust_sample_id=sample_id, given_label=fo.Classification(label=label))
             for file, sample_id, label in zip(files, table["sample_id"], table["given_label"])
-        ], progress=progress)
+        ), num_samples=len(table), progress=progress)
     key = "id" if into_source else "crust_sample_id"
     samples = dataset.select_by(key, table["sample_id"].tolist(), ordered=True)
     if len(samples) != len(table):
@@ -170,6 +172,16 @@ def _target_dataset(run: Run, name: str, *, into_source: bool, overwrite: bool):
 
 
 def _write_fields(samples, table: pd.DataFrame, into_source: bool, content_hashes: list[str]) -> None:
+    """crust's fields of ``samples`` (ordered as ``table``) from ``table``, ``WRITE_BLOCK`` samples at a time: the
+    field values of one block are built at once (a Classification per sample), not the whole dataset's."""
+    ids = samples.values("id")
+    for start in range(0, len(table), WRITE_BLOCK):
+        block = slice(start, start + WRITE_BLOCK)
+        for field, values in _field_values(table.iloc[block], into_source, content_hashes[block]).items():
+            samples.set_values(field, dict(zip(ids[block], values)), key_field="id")
+
+
+def _field_values(table: pd.DataFrame, into_source: bool, content_hashes: list[str]) -> dict[str, list]:
     import fiftyone as fo
 
     def column(name):  # None where a value is missing (val samples have no scores)
@@ -189,8 +201,7 @@ def _write_fields(samples, table: pd.DataFrame, into_source: bool, content_hashe
     }
     if into_source:
         values["crust_sample_id"] = table["sample_id"].tolist()
-    for field, field_values in values.items():
-        samples.set_values(field, field_values)
+    return values
 
 
 def declare_fields(dataset) -> None:

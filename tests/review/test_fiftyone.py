@@ -19,15 +19,20 @@ def fo_run(fiftyone, noisy_colours, tmp_path_factory):
     return crust_clean.fit(noisy_colours, out=out, **{**QUICK, "epochs": 3, "warmup_epochs": 1})
 
 
-def test_export_writes_every_sample_with_fields_tags_and_views(fiftyone, fo_run):
+def test_export_writes_every_sample_with_fields_tags_and_views(fiftyone, fo_run, monkeypatch):
     from fiftyone import ViewField as F
 
     from crust_clean.review.fiftyone import export_to_fiftyone
 
+    monkeypatch.setattr("crust_clean.review.fiftyone.WRITE_BLOCK", 64)  # the fields go in 3 blocks
     written = export_to_fiftyone(fo_run, name="export-test", top=10)
     dataset = written.dataset
     samples, scores, predictions = fo_run.samples, fo_run.scores, fo_run.predictions()
     assert len(dataset) == len(samples) == 160
+    score_of = dict(zip(scores["sample_id"], scores["score"]))  # every block's rows on their own samples
+    written_scores = dict(zip(*dataset.match(F("crust_split") == "train").values(["crust_sample_id", "crust_score"])))
+    assert written_scores.keys() == score_of.keys()
+    assert all(written_scores[k] == pytest.approx(score_of[k]) for k in score_of)
     assert dataset.count_sample_tags() == {"crust:suspect": 10}  # tiles show suspects and decisions only
     assert (written.suspects, written.carried, written.decided, written.to_review) == (10, 0, 0, 10)
     by_id = {s.crust_sample_id: s for s in dataset}
