@@ -76,7 +76,7 @@ def approximate_neighbours(embeddings: np.ndarray, k: int, *, rows: np.ndarray |
                            block_rows: int = 65536, training_rows: int = 100_000, seed: int = 0) -> np.ndarray:
     """(n, k) approximate cosine neighbours among ``rows`` of ``embeddings`` (default: all; positions in ``rows``)
     from a faiss ``APPROXIMATE_INDEX`` over the unit rows, most similar first, never the row itself; -1 where the
-    search found fewer (not seen in practice). Memory: the index (about d + 300 bytes a row) and one block of rows,
+    search found fewer (not seen in practice). Memory: the index (about d + 150 bytes a row) and one block of rows,
     read twice (to add, then to search: the graph must be complete before it is searched); the quantiser's ranges
     are learnt from ``training_rows`` rows drawn with ``seed``."""
     import faiss

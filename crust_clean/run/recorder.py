@@ -110,9 +110,9 @@ class Recorder:
     def finish(self, samples: Samples, train_idx: np.ndarray, robust: PassOutputs, *, saved: Best,
                model_info: dict, run_facts: dict, out_of_fold: OutOfFold | None = None) -> None:
         """Every output of a finished run: the saved model, its pass over all samples (``robust``: predictions; its
-        embeddings are already in embeddings.npy, ``RunFolder.embeddings_writer``), the ledger and scores of the training rows (with the neighbour agreement among them; scored
-        ``out_of_fold`` when given) and the metrics with the summary (``run_facts`` go into it as they are); then
-        the resume state goes."""
+        embeddings are in embeddings.npy already, ``RunFolder.embeddings_writer``), the ledger and scores of the
+        training rows (with the neighbour agreement among them; scored ``out_of_fold`` when given) and the metrics
+        with the summary (``run_facts`` go into it as they are); then the resume state goes."""
         folder = self.folder
         folder.write_model(saved.state, model_info)
         folder.write_predictions(samples, robust.logits, robust.predicted)
