@@ -228,21 +228,17 @@ class RunFolder:
         """An (N, D) float16 array on disk (a memory map) to fill; when the block ends without error it becomes
         embeddings.npy (atomically: a killed run leaves no half-written one). Under torchrun rank 0 creates it,
         every rank writes its own rows into it (``ranks``: ``train.distributed.Ranks``)."""
-        from ..train.distributed import barrier, broadcast
+        from ..train.distributed import barrier, staged_on_main
 
-        if not ranks.is_main:
-            array = np.load(broadcast(None, ranks), mmap_mode="r+")
+        with staged_on_main(atomic_path(self.path / EMBEDDINGS), ranks) as tmp:
+            if ranks.is_main:
+                np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape).flush()
+            barrier(ranks)  # the file exists before any rank maps it
+            array = np.load(tmp, mmap_mode="r+")
             yield array
             array.flush()
-            barrier(ranks)
-            return
-        with atomic_path(self.path / EMBEDDINGS) as tmp:
-            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-            broadcast(tmp, ranks)
-            yield array
-            array.flush()
-            barrier(ranks)  # every rank's rows are in the file
             del array
+            barrier(ranks)  # every rank's rows are in the file
 
     def finish(self) -> None:
         """Every output is written: the resume state is no longer needed."""

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ContextManager, Iterator
 
 import numpy as np
 
@@ -142,6 +145,19 @@ def broadcast(value, ranks: Ranks):
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@contextmanager
+def staged_on_main(staging: ContextManager[Path], ranks: Ranks) -> Iterator[Path]:
+    """Enter ``staging`` (a context manager yielding a path to build in, ``atomic.atomic_path`` or
+    ``atomic.staged_folder``) on rank 0 alone and yield its path on every rank: all ranks write into it, rank 0 puts
+    it in place. The others must be done with it when the block ends on rank 0 (end the block with a collective)."""
+    if not ranks.is_main:
+        yield broadcast(None, ranks)
+        return
+    with staging as path:
+        broadcast(path, ranks)
+        yield path
 
 
 def gather_objects(value, ranks: Ranks) -> list:

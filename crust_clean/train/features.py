@@ -23,10 +23,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -226,14 +224,14 @@ def load_or_extract(backbone: torch.nn.Module, samples: Samples, transforms: lis
     ``transforms``: the eval transform, then one train transform per augmented view. With several ranks
     (torchrun) the pass is sharded: each rank computes its eval batches (``distributed.eval_shards``, so every
     batch is the one a single process computes) into the one file rank 0 creates, and rank 0 completes the entry."""
-    from .distributed import barrier, broadcast, gather_objects
+    from .distributed import barrier, broadcast, gather_objects, staged_on_main
 
     ranks = ctx.ranks
     entry = cache_entry(description, root)
     cached = broadcast((entry / META).is_file(), ranks)  # rank 0's answer: the others must not race its rename
     seconds = 0.0
     if not cached:
-        with _shared_build(entry, ranks) as build:
+        with staged_on_main(staged_folder(entry), ranks) as build:
             shape = output_shape(backbone, transforms[0])
             if ranks.is_main:  # the whole array, written in place by every rank
                 np.lib.format.open_memmap(build / FEATURES, mode="w+", dtype=np.float16,
@@ -257,20 +255,6 @@ def load_or_extract(backbone: torch.nn.Module, samples: Samples, transforms: lis
     if array is None or array.shape != (len(transforms), len(samples), *shape):
         raise CrustCleanError(f"the feature cache {entry} is damaged: remove it and fit again")
     return Features(FeatureStore(array), [tuple(f) for f in meta["failed"]], cached, seconds)
-
-
-@contextmanager
-def _shared_build(entry: Path, ranks) -> Iterator[Path]:
-    """``atomic.staged_folder(entry)`` on rank 0, its folder named to every rank; the others must be done with it
-    when the block ends on rank 0 (the block ends with a collective)."""
-    from .distributed import broadcast
-
-    if not ranks.is_main:
-        yield broadcast(None, ranks)
-        return
-    with staged_folder(entry) as build:
-        broadcast(build, ranks)
-        yield build
 
 
 class _Views(torch.utils.data.Dataset):
