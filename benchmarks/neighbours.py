@@ -40,44 +40,49 @@ LABEL_SETS = ("random1", "aggre", "worse", "near-clean")
 #: None for faiss's default, 40)
 TRIED = (("HNSW32", 16, None), ("HNSW32", 32, None), ("HNSW32", 64, None), ("HNSW16,SQ8", 32, None),
          ("HNSW32,SQ8", 32, None), ("HNSW32,SQ8", 24, None), ("HNSW32,SQ8", 32, 20), ("HNSW32,SQ8", 24, 20),
-         ("HNSW24,SQ8", 32, 20), ("HNSW16,SQ8", 48, 20), ("HNSW16,SQ8", 64, None), ("IVF256,Flat", 16, None), ("PCA128,HNSW32", 32, None))
+         ("HNSW24,SQ8", 32, 20), ("HNSW16,SQ8", 48, 20), ("HNSW16,SQ8", 64, None), ("IVF256,Flat", 16, None),
+         ("PCA128,HNSW32", 32, None))
 K = 10
 
 
-def faiss_neighbours(unit: np.ndarray, description: str, breadth: int,
+def faiss_neighbours(vectors: np.ndarray, description: str, breadth: int,
                      construction: int | None) -> tuple[np.ndarray, float, float]:
     import faiss
 
-    index = faiss.index_factory(unit.shape[1], description, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(vectors.shape[1], description, faiss.METRIC_INNER_PRODUCT)
     if construction is not None:
         faiss.ParameterSpace().set_index_parameter(index, "efConstruction", construction)
     start = time.perf_counter()
-    index.train(unit)
-    index.add(unit)
+    index.train(vectors)
+    index.add(vectors)
     built = time.perf_counter() - start
     faiss.ParameterSpace().set_index_parameter(index, "efSearch" if "HNSW" in description else "nprobe", breadth)
     start = time.perf_counter()
-    _, found = index.search(unit, K + 1)
+    _, found = index.search(vectors, K + 1)
     searched = time.perf_counter() - start
     keep = np.argsort(found == np.arange(len(found))[:, None], axis=1, kind="stable")[:, :K]
     return np.take_along_axis(found, keep, axis=1), built, searched
 
 
+def unit(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` as float32 unit vectors."""
+    x = x.astype(np.float32)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x
+
+
 def unit_blocks(x: np.ndarray, block: int = 65536):
     for start in range(0, len(x), block):
-        unit = x[start:start + block].astype(np.float32)
-        unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-        yield start, unit
+        yield start, unit(x[start:start + block])
 
 
 def exact_for(x: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """(q, K) exact cosine neighbours of rows ``queries`` among all rows of ``x`` (not themselves)."""
-    q = x[queries].astype(np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    q = unit(x[queries])
     best_value, best_index = np.full((len(q), 0), -np.inf), np.zeros((len(q), 0), dtype=np.int64)
-    for start, unit in unit_blocks(x):
-        similarity = q @ unit.T
-        own = (queries >= start) & (queries < start + len(unit))
+    for start, block in unit_blocks(x):
+        similarity = q @ block.T
+        own = (queries >= start) & (queries < start + len(block))
         similarity[np.flatnonzero(own), queries[own] - start] = -np.inf
         top = np.argpartition(-similarity, K, axis=1)[:, :K]
         value = np.concatenate([best_value, np.take_along_axis(similarity, top, 1)], 1)
@@ -102,12 +107,10 @@ def synthetic_recall(sizes: list[int], queries: int = 2000, compare_up_to: int =
     for n in sizes:
         rng = np.random.default_rng(n)
         truth = rng.integers(0, scale.CLASSES, n)
-        centres = np.abs(rng.normal(size=(scale.CLASSES, scale.WIDTH))).astype(np.float32)
         x = np.empty((n, scale.WIDTH), dtype=np.float16)
-        for start in range(0, n, 50_000):
-            part = truth[start:start + 50_000]
-            x[start:start + len(part)] = centres[part] + rng.normal(scale=1.5, size=(len(part), scale.WIDTH))
+        scale.fill_synthetic(x, truth, rng)
         asked = np.sort(rng.choice(n, queries, replace=False))
+        q = unit(x[asked])
         start = time.perf_counter()
         exact = exact_for(x, asked)
         exact_seconds = time.perf_counter() - start
@@ -115,13 +118,11 @@ def synthetic_recall(sizes: list[int], queries: int = 2000, compare_up_to: int =
         for description, breadth in tried:
             index = faiss.index_factory(scale.WIDTH, description, faiss.METRIC_INNER_PRODUCT)
             start = time.perf_counter()
-            index.train(next(unit_blocks(x[np.sort(rng.choice(n, min(n, 100_000), replace=False))], 100_000))[1])
-            for _, unit in unit_blocks(x):
-                index.add(unit)
+            index.train(unit(x[np.sort(rng.choice(n, min(n, 100_000), replace=False))]))
+            for _, block in unit_blocks(x):
+                index.add(block)
             built = time.perf_counter() - start
             faiss.ParameterSpace().set_index_parameter(index, "efSearch", breadth)
-            q = x[asked].astype(np.float32)
-            q /= np.linalg.norm(q, axis=1, keepdims=True)
             start = time.perf_counter()
             _, found = index.search(q, K + 1)
             searched = time.perf_counter() - start
@@ -185,10 +186,9 @@ def main() -> None:
     rows.append({"method": f"product: {nb.APPROXIMATE_INDEX}, efSearch {nb.SEARCH_BREADTH}",
                  "seconds": round(time.perf_counter() - start, 1), "recall": recall(product), "auroc": auroc(product)})
     print(rows[-1], flush=True)
-    unit = features.astype(np.float32)
-    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    unit_features = unit(features)
     for description, breadth, construction in TRIED:
-        found_rows, built, searched = faiss_neighbours(unit, description, breadth, construction)
+        found_rows, built, searched = faiss_neighbours(unit_features, description, breadth, construction)
         built_with = f", efConstruction {construction}" if construction is not None else ""
         rows.append({"method": f"{description}, {'efSearch' if 'HNSW' in description else 'nprobe'} {breadth}{built_with}",
                      "build_seconds": round(built, 1), "search_seconds": round(searched, 1),
@@ -198,9 +198,9 @@ def main() -> None:
 
     result = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "date": time.strftime("%Y-%m-%d"),
               "rows": len(features), "width": features.shape[1], "k": K, "exact_up_to": nb.EXACT_UP_TO, "methods": rows}
-    earlier = RESULTS / "neighbours.json"
-    if earlier.is_file() and "synthetic" in json.loads(earlier.read_text()):  # measured by --synthetic, kept
-        result["synthetic"] = json.loads(earlier.read_text())["synthetic"]
+    earlier = json.loads((RESULTS / "neighbours.json").read_text()) if (RESULTS / "neighbours.json").is_file() else {}
+    if "synthetic" in earlier:  # measured by --synthetic, kept
+        result["synthetic"] = earlier["synthetic"]
     (RESULTS / "neighbours.json").write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / "neighbours.md").write_text(markdown(result))
     from detect import write_markdown

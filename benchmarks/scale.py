@@ -175,6 +175,15 @@ def synthetic_source(n: int, work: Path) -> tuple[Path, Path, np.ndarray, np.nda
     return folder, truth_csv, truth, given
 
 
+def fill_synthetic(out: np.ndarray, truth: np.ndarray, rng: np.random.Generator) -> None:
+    """Synthetic features of classes ``truth`` into ``out`` (n, WIDTH): a random non-negative centre per class
+    plus Gaussian noise, drawn from ``rng`` 50,000 rows at a time."""
+    centres = np.abs(rng.normal(size=(CLASSES, WIDTH))).astype(np.float32)
+    for start in range(0, len(truth), 50_000):
+        rows = truth[start:start + 50_000]
+        out[start:start + len(rows)] = centres[rows] + rng.normal(scale=1.5, size=(len(rows), WIDTH))
+
+
 def seed_feature_cache(source: Path, truth: np.ndarray, cfg) -> None:
     """Write synthetic features for ``source`` into the cache entry ``cfg``'s fit looks up (the product's key)."""
     from crust_clean.data.sources import load_source
@@ -187,12 +196,8 @@ def seed_feature_cache(source: Path, truth: np.ndarray, cfg) -> None:
     if (entry / META).is_file():
         return
     entry.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(len(truth))
-    centres = np.abs(rng.normal(size=(CLASSES, WIDTH))).astype(np.float32)
     out = np.lib.format.open_memmap(entry / FEATURES, mode="w+", dtype=np.float16, shape=(1, len(truth), WIDTH))
-    for start in range(0, len(truth), 50_000):
-        rows = truth[start:start + 50_000]
-        out[0, start:start + len(rows)] = centres[rows] + rng.normal(scale=1.5, size=(len(rows), WIDTH))
+    fill_synthetic(out[0], truth, np.random.default_rng(len(truth)))
     out.flush()
     (entry / META).write_text(json.dumps({"description": description, "shape": [WIDTH], "failed": [], "seconds": 0,
                                           "synthetic": True}))
