@@ -4,16 +4,18 @@ CIFAR-10's training images (the frozen-head recipe's features, benchmarks/stages
     .venv/bin/python benchmarks/neighbours.py            (make bench-neighbours; the features pass runs once if
                                                           benchmarks/stages.py has not cached them under --work)
 
-For each faiss index tried (and the product's choice, ``method.neighbours.APPROXIMATE_INDEX``): seconds to build and
-to search all rows, recall@10 against exact search (the share of the exact 10 neighbours found), and the AUROC of
-1 - neighbour agreement for the wrong labels of CIFAR-10N random1 / aggre / worse and the near-clean set, beside
-exact search's. Writes benchmarks/results/neighbours.json and neighbours.md.
+For each faiss index tried (and the product's choice, ``method.neighbours.APPROXIMATE_INDEX``, also with its index
+over a random sample of the rows, ``REFERENCE_SAMPLES``): seconds to build and to search all rows, recall@10 against
+exact search (the share of the exact 10 neighbours found), and the AUROC of 1 - neighbour agreement for the wrong
+labels of CIFAR-10N random1 / aggre / worse and the near-clean set, beside exact search's. Writes
+benchmarks/results/neighbours.json and neighbours.md.
 
     .venv/bin/python benchmarks/neighbours.py --synthetic 200000 1000000
 
 How recall holds up with size, where exact search of every row is out of reach: the scale benchmark's synthetic
-features (benchmarks/scale.py: 10 classes, 1,280-d) at each size, the product's index and HNSW32,SQ8 built over all
-rows (seconds), 2,000 random rows searched, their recall@10 against exact search of those rows over all rows.
+features (benchmarks/scale.py: 10 classes, 1,280-d) at each size: the product's search of every row as a fit runs it
+(seconds; its index over a random ``REFERENCE_ROWS`` above that many), indexes over all rows beside it up to
+200,000, and 2,000 random rows' recall@10 against exact search of those rows over all rows.
 Merged into the same results ("synthetic").
 """
 
@@ -43,6 +45,12 @@ TRIED = (("HNSW32", 16, None), ("HNSW32", 32, None), ("HNSW32", 64, None), ("HNS
          ("HNSW24,SQ8", 32, 20), ("HNSW16,SQ8", 48, 20), ("HNSW16,SQ8", 64, None), ("IVF256,Flat", 16, None),
          ("PCA128,HNSW32", 32, None))
 K = 10
+#: Index sizes tried for the product's reference sample (``method.neighbours.REFERENCE_ROWS``) on the 50,000 real
+#: rows: half, a fifth (200,000 of a million) and a tenth.
+REFERENCE_SAMPLES = (25_000, 10_000, 5_000)
+#: Indexes over every row compared with the product's at synthetic sizes up to ``compare_up_to``: the cheaper graph
+#: and the product's own (the product's index holds at most ``REFERENCE_ROWS`` rows).
+ALL_ROWS = (("HNSW16,SQ8", 64), ("HNSW32,SQ8", 32))
 
 
 def faiss_neighbours(vectors: np.ndarray, description: str, breadth: int,
@@ -93,11 +101,13 @@ def exact_for(x: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 
 def synthetic_recall(sizes: list[int], queries: int = 2000, compare_up_to: int = 200_000) -> list[dict]:
-    """Per size and index: build seconds, search seconds, recall@10 against exact search, and the share of the
-    neighbours found in the query's true class beside exact search's (what the agreement counts: in 1,280
-    Gaussian dimensions the distances within a class concentrate, so which 10 of a class are nearest is nearly
-    arbitrary and recall is low for any approximate search, while the class of the neighbours is what matters).
-    HNSW32,SQ8 beside the product's index up to ``compare_up_to`` rows."""
+    """Per size and index: seconds, recall@10 against exact search, and the share of the neighbours found in the
+    query's true class beside exact search's (what the agreement counts: in 1,280 Gaussian dimensions the
+    distances within a class concentrate, so which 10 of a class are nearest is nearly arbitrary and recall is low
+    for any approximate search, while the class of the neighbours is what matters). The product's function with
+    every row searched, as a fit runs it (its index over a random ``REFERENCE_ROWS`` of the rows above that many);
+    up to ``compare_up_to`` rows also the ``ALL_ROWS`` indexes over every row (the build timed, the ``queries``
+    rows searched)."""
     import faiss
 
     import scale
@@ -114,8 +124,22 @@ def synthetic_recall(sizes: list[int], queries: int = 2000, compare_up_to: int =
         start = time.perf_counter()
         exact = exact_for(x, asked)
         exact_seconds = time.perf_counter() - start
-        tried = [(nb.APPROXIMATE_INDEX, nb.SEARCH_BREADTH)] + ([("HNSW32,SQ8", 32)] if n <= compare_up_to else [])
-        for description, breadth in tried:
+
+        def scored(method: str, found: np.ndarray, **seconds) -> None:
+            keep = np.argsort(found == asked[:, None], axis=1, kind="stable")[:, :K]
+            found = np.take_along_axis(found, keep, axis=1)
+            rows.append({"n": n, "method": method, **seconds,
+                         "recall": round(float((found[:, :, None] == exact[:, None, :]).any(2).mean()), 4),
+                         "same_class": round(float((truth[found] == truth[asked][:, None]).mean()), 4),
+                         "same_class_exact": round(float((truth[exact] == truth[asked][:, None]).mean()), 4),
+                         "queries": queries, "exact_seconds": round(exact_seconds, 1)})
+            print(rows[-1], flush=True)
+
+        start = time.perf_counter()  # the product: every row searched, as a fit does
+        found = nb.approximate_neighbours(x, K + 1)[asked]
+        scored(f"product: {nb.APPROXIMATE_INDEX}, efSearch {nb.SEARCH_BREADTH}, index over "
+               f"{min(n, nb.REFERENCE_ROWS):,} rows", found, all_rows_seconds=round(time.perf_counter() - start, 1))
+        for description, breadth in ALL_ROWS if n <= compare_up_to else ():  # indexes over every row
             index = faiss.index_factory(scale.WIDTH, description, faiss.METRIC_INNER_PRODUCT)
             start = time.perf_counter()
             index.train(unit(x[np.sort(rng.choice(n, min(n, 100_000), replace=False))]))
@@ -125,16 +149,8 @@ def synthetic_recall(sizes: list[int], queries: int = 2000, compare_up_to: int =
             faiss.ParameterSpace().set_index_parameter(index, "efSearch", breadth)
             start = time.perf_counter()
             _, found = index.search(q, K + 1)
-            searched = time.perf_counter() - start
-            keep = np.argsort(found == asked[:, None], axis=1, kind="stable")[:, :K]
-            found = np.take_along_axis(found, keep, axis=1)
-            rows.append({"n": n, "method": f"{description}, efSearch {breadth}", "build_seconds": round(built, 1),
-                         "search_seconds_per_1000": round(searched / queries * 1000, 2),
-                         "recall": round(float((found[:, :, None] == exact[:, None, :]).any(2).mean()), 4),
-                         "same_class": round(float((truth[found] == truth[asked][:, None]).mean()), 4),
-                         "same_class_exact": round(float((truth[exact] == truth[asked][:, None]).mean()), 4),
-                         "queries": queries, "exact_seconds": round(exact_seconds, 1)})
-            print(rows[-1], flush=True)
+            scored(f"{description}, efSearch {breadth}, index over all rows", found, build_seconds=round(built, 1),
+                   search_seconds_per_1000=round((time.perf_counter() - start) / queries * 1000, 2))
             del index
     return rows
 
@@ -149,7 +165,9 @@ def main() -> None:
     if args.synthetic:
         path = RESULTS / "neighbours.json"
         result = json.loads(path.read_text())
-        result["synthetic"] = synthetic_recall(args.synthetic)
+        result["synthetic"] = [r for r in result.get("synthetic", []) if r["n"] not in args.synthetic] \
+            + synthetic_recall(args.synthetic)  # merged by size
+        result["synthetic"].sort(key=lambda r: r["n"])
         path.write_text(json.dumps(result, indent=1) + "\n")
         (RESULTS / "neighbours.md").write_text(markdown(result))
         from detect import write_markdown
@@ -186,6 +204,13 @@ def main() -> None:
     rows.append({"method": f"product: {nb.APPROXIMATE_INDEX}, efSearch {nb.SEARCH_BREADTH}",
                  "seconds": round(time.perf_counter() - start, 1), "recall": recall(product), "auroc": auroc(product)})
     print(rows[-1], flush=True)
+    for reference in REFERENCE_SAMPLES:  # what a million rows' index of nb.REFERENCE_ROWS would hold, as a share
+        start = time.perf_counter()
+        found_rows = nb.approximate_neighbours(features, K, reference_rows=reference)
+        rows.append({"method": f"product, index over a random {reference:,} of the rows",
+                     "seconds": round(time.perf_counter() - start, 1), "recall": recall(found_rows),
+                     "auroc": auroc(found_rows), "reference_rows": reference})
+        print(rows[-1], flush=True)
     unit_features = unit(features)
     for description, breadth, construction in TRIED:
         found_rows, built, searched = faiss_neighbours(unit_features, description, breadth, construction)
@@ -223,18 +248,18 @@ def markdown(result: dict) -> str:
     if result.get("synthetic"):
         lines += ["", "## Recall at larger sizes (synthetic features)", "",
                   "`python benchmarks/neighbours.py --synthetic 200000 1000000`: the scale benchmark's synthetic "
-                  "features (10 classes, 1,280-d: class centres plus Gaussian noise), each index built over all rows, "
-                  f"{result['synthetic'][0]['queries']:,} random rows searched and compared with exact search over "
-                  "all rows.",
+                  "features (10 classes, 1,280-d: class centres plus Gaussian noise); "
+                  f"{result['synthetic'][0]['queries']:,} random rows compared with exact search over all rows.",
                   "Recall is low for any approximate search there: in 1,280 Gaussian dimensions the distances within "
                   "a class concentrate, so which 10 of the class are nearest is nearly arbitrary; the share of the "
                   "neighbours in the query's true class (what the agreement counts) is compared with exact search's.",
-                  "", "| rows | index | build s | search s per 1,000 rows | recall@10 | same class | same class, exact |",
-                  "|---|---|---|---|---|---|---|"]
+                  "", "| rows | index | seconds | recall@10 | same class | same class, exact |",
+                  "|---|---|---|---|---|---|"]
         for row in result["synthetic"]:
-            lines.append(f"| {row['n']:,} | {row['method']} | {row['build_seconds']} | "
-                         f"{row['search_seconds_per_1000']} | {row['recall']:.4f} | {row['same_class']:.4f} | "
-                         f"{row['same_class_exact']:.4f} |")
+            seconds = (f"{row['all_rows_seconds']} (every row searched)" if "all_rows_seconds" in row else
+                       f"{row['build_seconds']} to build, {row['search_seconds_per_1000']} per 1,000 searched")
+            lines.append(f"| {row['n']:,} | {row['method']} | {seconds} | {row['recall']:.4f} | "
+                         f"{row['same_class']:.4f} | {row['same_class_exact']:.4f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -8,9 +8,10 @@ Zhu et al. 2022).
 Up to ``EXACT_UP_TO`` rows (and at any size on a CUDA device) the search is exact: similarities in blocks of rows,
 only the k best of each row kept, n^2 time. Above it on the CPU, an approximate index from faiss (HNSW graph over
 8-bit scalar-quantised unit vectors, ``APPROXIMATE_INDEX``), n log n: on the 50,000 Lite2 features of CIFAR-10 it
-finds 97 % of the exact 10 neighbours in 14.3 s instead of 46.7 s, and the agreement's AUROC for CIFAR-10N's wrong
-labels moves by at most 0.0013 (benchmarks/results/neighbours.md). Its graph is built by several threads, so two
-runs may differ in a few neighbours.
+finds 98 % of the exact 10 neighbours in 17.8 s instead of 46.7 s, and the agreement's AUROC for CIFAR-10N's wrong
+labels moves by at most 0.0008 (benchmarks/results/neighbours.md). Above ``REFERENCE_ROWS`` rows the index holds a
+random sample of that many, and the search grows linearly. Its graph is built by several threads, so two runs may
+differ in a few neighbours.
 """
 
 from __future__ import annotations
@@ -24,12 +25,20 @@ NEIGHBOURS = 10
 #: 20,000 rows, 47.5 s at 50,000, hours at a million).
 EXACT_UP_TO = 20_000
 #: faiss's description of the approximate index, and how many candidates its search keeps (efSearch): chosen on
-#: CIFAR-10's Lite2 features by recall@10 against exact search per second (benchmarks/neighbours.py). Cheaper
-#: graphs (16 links with efSearch 32, or a construction breadth of 20) found 95 % of the neighbours but left a few
-#: samples of tight clusters among another class's (tests/method/test_neighbours.py); 16 links searched with 64
-#: candidates did not. At 50,000 rows that costs what 32 links searched with 32 do (14.3 s against 14.1 s; recall
-#: 0.972 against 0.984), with half the graph's memory.
-APPROXIMATE_INDEX, SEARCH_BREADTH = "HNSW16,SQ8", 64
+#: CIFAR-10's Lite2 features by recall@10 against exact search per second (benchmarks/neighbours.py): 32 links a
+#: node searched with 32 candidates find 98.4 % of the exact neighbours at 50,000 rows in 17.8 s (exact: 46.7 s).
+#: Cheaper graphs (16 links with efSearch 32, or a construction breadth of 20) found 95 % but left a few samples of
+#: tight clusters among another class's (tests/method/test_neighbours.py); 16 links with 64 candidates builds in
+#: half the time but, at 200,000 synthetic rows, found 2.3 % of the neighbours in another class against 0.5 %.
+#: The index holds at most ``REFERENCE_ROWS`` rows, so its build time does not grow past them.
+APPROXIMATE_INDEX, SEARCH_BREADTH = "HNSW32,SQ8", 32
+#: Above this many rows the approximate index holds a random sample of this many and every row's neighbours are
+#: found among them: the graph's build (n log n, and about 1.6 KB of memory a 1,280-d row) stops growing and the search
+#: grows linearly with n. The vote's quality follows the sample's density: on the 50,000 Lite2 features of CIFAR-10
+#: an index over a random 25,000 / 10,000 / 5,000 of them moved the agreement's AUROC for random1 from 0.900 to
+#: 0.895 / 0.887 / 0.880 (benchmarks/results/neighbours.md). 200,000 rows of a 10-class million hold 20,000 a
+#: class: four times what all 50,000 CIFAR-10 images hold.
+REFERENCE_ROWS = 200_000
 
 
 def _unit_rows(embeddings, rows, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -72,30 +81,46 @@ def _top_k(similarity: torch.Tensor, k: int) -> np.ndarray:
     return candidates.gather(1, order).cpu().numpy()
 
 
+def reference_sample(n: int, size: int = REFERENCE_ROWS, *, seed: int = 0) -> np.ndarray:
+    """The positions (sorted) of the rows ``approximate_neighbours`` puts in its index: all n up to ``size``, else
+    ``size`` of them drawn with ``seed``."""
+    return np.arange(n) if n <= size else np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
 def approximate_neighbours(embeddings: np.ndarray, k: int, *, rows: np.ndarray | None = None,
-                           block_rows: int = 65536, training_rows: int = 100_000, seed: int = 0) -> np.ndarray:
+                           block_rows: int = 65536, reference_rows: int = REFERENCE_ROWS, training_rows: int = 100_000,
+                           seed: int = 0) -> np.ndarray:
     """(n, k) approximate cosine neighbours among ``rows`` of ``embeddings`` (default: all; positions in ``rows``)
     from a faiss ``APPROXIMATE_INDEX`` over the unit rows, most similar first, never the row itself; -1 where the
-    search found fewer (not seen in practice). Memory: the index (about d + 150 bytes a row) and one block of rows,
-    read twice (to add, then to search: the graph must be complete before it is searched); the quantiser's ranges
-    are learnt from ``training_rows`` rows drawn with ``seed``."""
+    search found fewer (not seen in practice).
+
+    Above ``reference_rows`` rows the index holds a random sample of that many (drawn with ``seed``) and every
+    row's neighbours are found among them: the graph's cost and memory stop growing, and the whole search grows
+    linearly with n (``REFERENCE_ROWS``). Memory: the index (about d + 300 bytes a reference row) and one block of
+    rows, read twice (to add, then to search: the graph must be complete before it is searched); the quantiser's
+    ranges are learnt from ``training_rows`` of the reference rows."""
     import faiss
 
     rows = np.arange(len(embeddings)) if rows is None else np.asarray(rows)
     n, d = len(rows), embeddings.shape[1]
+    reference = reference_sample(n, reference_rows, seed=seed)
     index = faiss.index_factory(d, APPROXIMATE_INDEX, faiss.METRIC_INNER_PRODUCT)
-    sample = np.sort(np.random.default_rng(seed).choice(n, min(n, training_rows), replace=False))
+    sample = np.random.default_rng(seed).choice(len(reference), min(len(reference), training_rows), replace=False)
+    sample = reference[np.sort(sample)]
     index.train(_unit_rows(embeddings, rows[sample]).numpy())
-    for start in range(0, n, block_rows):
-        index.add(_unit_rows(embeddings, rows[start:start + block_rows]).numpy())
+    for start in range(0, len(reference), block_rows):
+        index.add(_unit_rows(embeddings, rows[reference[start:start + block_rows]]).numpy())
     faiss.ParameterSpace().set_index_parameter(index, "efSearch", max(SEARCH_BREADTH, k + 1))
+    in_reference = np.full(n, -2)  # each row's position in the index; -2 (never found) for the others
+    in_reference[reference] = np.arange(len(reference))
     out = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, block_rows):
         _, found = index.search(_unit_rows(embeddings, rows[start:start + block_rows]).numpy(), k + 1)
-        own = np.arange(start, start + len(found))
+        own = in_reference[start:start + len(found)]
         # drop the row itself where it was found, else the least similar; -1 (nothing found) sorts last
         keep = np.argsort((found == own[:, None]) | (found < 0), axis=1, kind="stable")[:, :k]
-        out[start:start + len(found)] = np.take_along_axis(found, keep, axis=1)
+        found = np.take_along_axis(found, keep, axis=1)
+        out[start:start + len(found)] = np.where(found >= 0, reference[np.maximum(found, 0)], -1)
     return out
 
 

@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from crust_clean.method.neighbours import nearest_neighbours, neighbour_agreement
+from crust_clean.method.neighbours import (
+    approximate_neighbours,
+    nearest_neighbours,
+    neighbour_agreement,
+    reference_sample,
+)
 
 
 def brute_force(x, k):
@@ -72,3 +77,27 @@ def test_rows_take_part_alone_and_are_numbered_by_position_in_both_searches(tmp_
     labels = rng.integers(0, 3, 150)
     np.testing.assert_allclose(neighbour_agreement(mapped, labels, rows=rows, k=5),
                                (labels[exact] == labels[:, None]).mean(1))
+
+
+def test_above_the_reference_size_neighbours_come_from_a_random_sample_of_the_rows():
+    """Past ``REFERENCE_ROWS`` the index holds a sample and every row is searched against it: the found rows are
+    sample rows, never the row itself, nearly the exact neighbours within the sample, and still vote right."""
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(20, 32)) * 3
+    labels = rng.integers(0, 20, 3000)
+    x = (centres[labels] + rng.normal(size=(3000, 32))).astype(np.float16)
+    rows = np.sort(rng.choice(3000, 2500, replace=False))  # positions in rows come back, as before
+    found = approximate_neighbours(x, 10, rows=rows, reference_rows=800)
+    reference = reference_sample(2500, 800)
+    assert len(reference) == 800 and np.isin(found, reference).all()
+    assert not (found == np.arange(2500)[:, None]).any()
+    unit = x[rows].astype(np.float64)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    similarity = unit @ unit[reference].T
+    similarity[reference, np.arange(len(reference))] = -np.inf  # a sample row is not its own neighbour
+    exact = reference[np.argsort(-similarity, axis=1, kind="stable")[:, :10]]
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)]) > 0.9
+    given = labels[rows].copy()
+    given[:25] = (given[:25] + 1) % 20  # 1 % wrong labels
+    agreement = (given[found] == given[:, None]).mean(1)
+    assert agreement[:25].max() < agreement[25:].min()
