@@ -190,6 +190,8 @@ def export_fiftyone(run, name, persistent, top, threshold, overwrite, visualizat
                    "samples re-opened (score rose)")
     click.echo(f"queue: {written.decided} decided, {written.to_review} left to review")
     click.echo(f"saved views: {', '.join(dataset.list_saved_views())}")
+    if written.similarity_left_out:
+        click.echo(written.similarity_left_out)
     click.echo(f"review it: crust-clean review {run}" + (f" --name {dataset.name}" if name else "")
                + "   (it sets FIFTYONE_PLUGINS_DIR to the review plugin: crust-clean plugin-path)")
 

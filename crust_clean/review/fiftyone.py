@@ -16,16 +16,19 @@ carrying decisions forward, never by a re-export, so they survive one):
   crust_review           Classification: the decision on the tile ("drop", "keep", "relabel to <class>")
   crust_reopened         why a sample is back in the queue: kept earlier and its score rose, or decision cleared
   mistakenness           FiftyOne Brain's compute_mistakenness on crust_prediction
+  crust_map, crust_embedding   the sample's point on the embeddings map and its embedding (float32), when the
+                         run has embeddings (below)
   metadata               FiftyOne's image metadata (size, type, width, height), computed at export
 Tag ``crust:suspect`` marks the suspects (``--top`` K by score, or score above ``--threshold``), except samples
 kept in an earlier round whose score did not rise (``review.decisions``); ``crust:decided:<decision>`` shows a
 decision on its tile. Saved views: ``to review`` (the queue: suspects without a decision, highest score first),
 ``decided``, ``crust suspects``, ``never selected``, ``disagreements``.
 
-With the run's embeddings (``RUN/embeddings.npy``) two FiftyOne Brain runs: ``crust_embeddings``, a 2-D
-visualization for the App's Embeddings panel (UMAP when umap-learn is installed, as the fiftyone extra installs
-it, else PCA; colour it by crust_score), and ``crust_similarity``, a similarity index (scikit-learn backend, cosine)
-for "sort by similarity" from a suspect to its neighbours.
+With the run's embeddings (``RUN/embeddings.npy``) two FiftyOne Brain runs: ``crust_embeddings``, a 2-D map for
+the App's Embeddings panel (UMAP when umap-learn is installed, as the fiftyone extra installs it, else PCA; fit on
+at most ``MAP_FIT_ROWS`` samples, every sample placed, its point in ``crust_map``; colour it by crust_score), and
+``crust_similarity``, a similarity index (scikit-learn backend, cosine, on the float32 embeddings in
+``crust_embedding``) for "sort by similarity" from a suspect to its neighbours, up to ``SIMILARITY_UP_TO`` samples.
 """
 
 from __future__ import annotations
@@ -60,6 +63,16 @@ SUSPECTS_VIEW, NEVER_SELECTED_VIEW, DISAGREEMENTS_VIEW = "crust suspects", "neve
 GIVEN_LABEL_FIELD = "given_label"
 #: Samples whose fields are built and written per database call (``_write_fields``).
 WRITE_BLOCK = 10_000
+#: The map's fit (``map_points``): at most this many rows, reduced to this many dimensions by PCA first. On the
+#: 50,000 Lite2 features of CIFAR-10 a UMAP fit on 20,000 of them places the rest in ... s against 69 s for one fit on
+#: all, at about the same quality (benchmarks/results/fiftyone-map.md).
+MAP_FIT_ROWS, MAP_PCA_DIMS = 20_000, 50
+#: The similarity index holds every embedding as float32 in the App's memory (scikit-learn backend): above this
+#: many samples (1 GB of 1,280-d embeddings) the export leaves it out and says so.
+SIMILARITY_UP_TO = 200_000
+#: The embeddings the similarity index reads (float32 arrays), and the map's point of each sample (with a 2-D
+#: index: the App's lasso queries it).
+EMBEDDING_FIELD, MAP_FIELD = "crust_embedding", "crust_map"
 #: Tile colours: the given label and the prediction by field, a decision by its kind.
 _COLOURS = {GIVEN_LABEL_FIELD: "#2b8cbe", "crust_prediction": "#f28e2b", BADGE_FIELD: "#59a14f",
             "keep": "#59a14f", "drop": "#e15759", "relabel": "#edc948"}
@@ -85,6 +98,7 @@ class Export:
     reopened: int  # kept earlier, score rose since: back in the queue
     decided: int
     to_review: int
+    similarity_left_out: str | None  # why there is no similarity index though the map was made, else None
 
 
 def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persistent: bool = True,
@@ -135,7 +149,7 @@ def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persis
     dataset.untag_samples(SUSPECT_TAG)
     dataset.select_by(key, suspects).tag_samples(SUSPECT_TAG)
     _mistakenness(samples, label_field)
-    _brain_runs(dataset, samples, run.embeddings(), visualization or default_visualization())
+    similarity_left_out = _brain_runs(dataset, samples, run.embeddings(), visualization or default_visualization())
     _save_views(dataset, label_field)
     if dataset.info.get("crust_created", created):  # a user's own fo: dataset keeps its App settings
         _app_config(dataset, label_field)
@@ -150,7 +164,7 @@ def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persis
     dataset.save()
     decided, left = queue_counts(dataset)
     return Export(dataset=dataset, suspects=len(suspects), carried=moved["carried"], reopened=moved["reopened"],
-                  decided=decided, to_review=left)
+                  decided=decided, to_review=left, similarity_left_out=similarity_left_out)
 
 
 def _target_dataset(run: Run, name: str, *, into_source: bool, overwrite: bool):
@@ -233,8 +247,46 @@ def default_visualization() -> str:
     return "umap" if importlib.util.find_spec("umap") else "pca"
 
 
-def _brain_runs(dataset, samples, embeddings, method: str) -> None:
-    """The visualization and the similarity index of the run's embeddings (rows in ``samples`` order), anew."""
+def map_points(embeddings: np.ndarray, method: str, *, fit_rows: int = MAP_FIT_ROWS, block_rows: int = 50_000,
+               seed: int = 0) -> np.ndarray:
+    """(n, 2) float32 points of ``embeddings`` (n, D; a memory map is read ``block_rows`` at a time) for the App's
+    map: PCA to ``MAP_PCA_DIMS`` then ``method`` (``umap``, ``tsne``; ``pca``: the first two components), both fit on
+    at most ``fit_rows`` rows drawn with ``seed`` and then applied to every row a block at a time, so the cost and
+    memory of the fit do not grow with n. t-SNE cannot place rows it was not fit on: up to ``fit_rows`` only."""
+    from sklearn.decomposition import PCA
+
+    n = len(embeddings)
+    if method == "tsne" and n > fit_rows:
+        raise BadInputError(f"t-SNE cannot map {n:,} samples (it places only the {fit_rows:,} it is fit on): "
+                            "use --visualization umap or pca")
+    fitted = np.arange(n) if n <= fit_rows else np.sort(np.random.default_rng(seed).choice(n, fit_rows, replace=False))
+    sample = np.asarray(embeddings[fitted], dtype=np.float32)
+    pca = PCA(min(2 if method == "pca" else MAP_PCA_DIMS, *sample.shape), random_state=seed).fit(sample)
+    if method == "pca":
+        reducer = None
+    elif method == "umap":
+        import umap
+
+        reducer = umap.UMAP(n_components=2, random_state=seed).fit(pca.transform(sample))
+    elif method == "tsne":
+        from sklearn.manifold import TSNE
+
+        return TSNE(2, random_state=seed).fit_transform(pca.transform(sample)).astype(np.float32)
+    else:
+        raise BadInputError(f"visualization {method!r} is not one of umap, pca, tsne, none")
+    points = np.empty((n, 2), dtype=np.float32)
+    for start in range(0, n, block_rows):
+        block = pca.transform(np.asarray(embeddings[start:start + block_rows], dtype=np.float32))
+        points[start:start + len(block)] = block if reducer is None else reducer.transform(block)
+    return points
+
+
+def _brain_runs(dataset, samples, embeddings, method: str) -> str | None:
+    """The map and the similarity index of the run's embeddings (rows in ``samples`` order), anew: the map's points
+    from ``map_points``; the similarity index (up to ``SIMILARITY_UP_TO`` samples) reads the embeddings from the
+    samples' ``EMBEDDING_FIELD``, written a block at a time (in the brain run's own record they would be one JSON
+    list: 3.7 GB of memory and 54 s to write 50,000 of them, against 1.1 GB and 22 s). Returns why the similarity
+    index was left out where the map was made, else None."""
     import fiftyone as fo
     import fiftyone.brain as fob
 
@@ -243,18 +295,30 @@ def _brain_runs(dataset, samples, embeddings, method: str) -> None:
             dataset.delete_brain_run(key)
     if dataset.has_workspace(EMBEDDINGS_WORKSPACE):
         dataset.delete_workspace(EMBEDDINGS_WORKSPACE)
+    if dataset.has_sample_field(EMBEDDING_FIELD):
+        dataset.delete_sample_field(EMBEDDING_FIELD)
     if embeddings is None or method == "none":
-        return
-    vectors = np.asarray(embeddings, dtype=np.float32)
-    fob.compute_visualization(samples, embeddings=vectors, brain_key=VISUALIZATION_KEY, method=method, seed=0,
-                              verbose=False, progress=False)
-    fob.compute_similarity(samples, embeddings=vectors, brain_key=SIMILARITY_KEY, backend="sklearn",
-                           metric="cosine", progress=False)
+        return None
+    fob.compute_visualization(samples, points=map_points(embeddings, method), brain_key=VISUALIZATION_KEY,
+                              create_index=True, points_field=MAP_FIELD, progress=False)
+    left_out = None
+    if len(samples) > SIMILARITY_UP_TO:
+        left_out = (f"no similarity index above {SIMILARITY_UP_TO:,} samples: it would hold every embedding in the "
+                    "App's memory (sort by similarity at this size needs one of FiftyOne Brain's vector database "
+                    "backends)")
+    else:
+        ids = samples.values("id")
+        for start in range(0, len(ids), WRITE_BLOCK):
+            block = np.asarray(embeddings[start:start + WRITE_BLOCK], dtype=np.float32)
+            samples.select(ids[start:start + len(block)], ordered=True).set_values(EMBEDDING_FIELD, list(block))
+        fob.compute_similarity(samples, embeddings=EMBEDDING_FIELD, brain_key=SIMILARITY_KEY, backend="sklearn",
+                               metric="cosine", progress=False)
     # the panel opens on its list of maps: FiftyOne 1.22 keeps the open map and its colouring in the browser only
     panels = [fo.Panel(type="Samples", pinned=True), fo.Panel(type="Embeddings")]
     dataset.save_workspace(EMBEDDINGS_WORKSPACE, fo.Space(children=panels, orientation="horizontal"),
                            description=f"the samples beside the Embeddings panel: open {VISUALIZATION_KEY}, colour by "
                                        "crust_score")
+    return left_out
 
 
 def _mistakenness(samples, label_field: str) -> None:

@@ -159,16 +159,23 @@ def test_rows_of_a_hf_dataset_are_written_once_to_run_media(fiftyone, noisy_colo
 
 
 def test_the_embeddings_give_the_app_a_map_and_a_similarity_sort(fiftyone, fo_run):
-    from crust_clean.review.fiftyone import SIMILARITY_KEY, VISUALIZATION_KEY, export_to_fiftyone
+    from crust_clean.review.fiftyone import (
+        EMBEDDING_FIELD,
+        MAP_FIELD,
+        SIMILARITY_KEY,
+        VISUALIZATION_KEY,
+        export_to_fiftyone,
+    )
 
     dataset = export_to_fiftyone(fo_run, name="embeddings-test").dataset  # umap-learn comes with the fiftyone extra
     assert set(dataset.list_brain_runs()) >= {VISUALIZATION_KEY, SIMILARITY_KEY}
     visualization = dataset.load_brain_results(VISUALIZATION_KEY)
-    assert dataset.get_brain_info(VISUALIZATION_KEY).config.method == "umap"
     assert visualization.points.shape == (160, 2) and np.isfinite(visualization.points).all()
+    np.testing.assert_allclose(samples_in_run_order(dataset, fo_run, MAP_FIELD), visualization.points, rtol=1e-5)
+    embeddings = np.asarray(fo_run.embeddings(), dtype=np.float32)
+    np.testing.assert_array_equal(samples_in_run_order(dataset, fo_run, EMBEDDING_FIELD), embeddings)
     suspect = dataset.match_tags("crust:suspect").first()
     neighbours = dataset.sort_by_similarity(suspect.id, k=6, brain_key=SIMILARITY_KEY)
-    embeddings = np.asarray(fo_run.embeddings(), dtype=np.float32)
     row = fo_run.samples["sample_id"].tolist().index(suspect.crust_sample_id)
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     similarity = pd.Series(unit @ unit[row], index=fo_run.samples["sample_id"])
@@ -182,3 +189,30 @@ def test_the_embeddings_give_the_app_a_map_and_a_similarity_sort(fiftyone, fo_ru
     again = export_to_fiftyone(fo_run, name="embeddings-test", visualization="none").dataset  # asked for none: gone
     assert VISUALIZATION_KEY not in again.list_brain_runs() and SIMILARITY_KEY not in again.list_brain_runs()
     assert not again.has_workspace("crust embeddings")
+    assert not again.has_sample_field(EMBEDDING_FIELD) and not again.has_sample_field(MAP_FIELD)
+
+
+def samples_in_run_order(dataset, run, field: str) -> np.ndarray:
+    by_id = dict(zip(dataset.values("crust_sample_id"), dataset.values(field)))
+    return np.array([by_id[s] for s in run.samples["sample_id"]], dtype=np.float32)
+
+
+def test_the_map_is_fit_on_a_sample_and_placed_a_block_at_a_time():
+    """Past MAP_FIT_ROWS the map's fit sees a sample and every row is placed after: blocks change nothing, and on
+    all rows it is the one-shot projection (PCA here; UMAP shares the path, benchmarks/fiftyone_map.py measures it)."""
+    from sklearn.decomposition import PCA
+
+    from crust_clean.review.fiftyone import map_points
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 300)
+    x = (np.array([[6.0] * 20, [-6.0] * 20])[labels] + rng.normal(size=(300, 20))).astype(np.float16)
+    whole = PCA(2, random_state=0).fit(x.astype(np.float32)).transform(x.astype(np.float32))
+    np.testing.assert_allclose(map_points(x, "pca", block_rows=64), whole, atol=1e-4)
+    sampled = map_points(x, "pca", fit_rows=100, block_rows=64)
+    np.testing.assert_allclose(sampled, map_points(x, "pca", fit_rows=100, block_rows=1000), atol=1e-5)
+    assert sampled.shape == (300, 2) and not np.allclose(sampled, whole, atol=1e-4)  # fit on 100 rows, not on 300
+    split = np.sign(sampled[:, 0])  # the two clusters fall on either side of the first axis
+    assert (split == split[labels == 1][0]).tolist() == (labels == 1).tolist()
+    with pytest.raises(BadInputError, match="t-SNE cannot map 300 samples"):
+        map_points(x, "tsne", fit_rows=100)
