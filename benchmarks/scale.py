@@ -142,6 +142,24 @@ def instrument(meter: StageMeter) -> list:
             wrap(meter, folder.RunFolder, "write_model", "other outputs")]
 
 
+#: The FiftyOne export's parts, timed inside it (stage "FiftyOne export"); the map is part of "map and similarity".
+EXPORT_PARTS = ("add samples", "fields", "metadata", "mistakenness", "map and similarity", "map")
+
+
+def instrument_export(meter: StageMeter) -> list:
+    """Time the parts of the FiftyOne export (``EXPORT_PARTS``) as stages named "export: <part>"."""
+    import fiftyone as fo
+
+    from crust_clean.review import fiftyone as export
+
+    return [wrap(meter, fo.Dataset, "add_samples", "export: add samples"),
+            wrap(meter, export, "_write_fields", "export: fields"),
+            wrap(meter, fo.Dataset, "compute_metadata", "export: metadata"),
+            wrap(meter, export, "_mistakenness", "export: mistakenness"),
+            wrap(meter, export, "_brain_runs", "export: map and similarity"),
+            wrap(meter, export, "map_points", "export: map")]
+
+
 # --------------------------------------------------------------------------------------- synthetic data
 def png_bytes() -> bytes:
     from PIL import Image
@@ -257,14 +275,17 @@ def export_only(n: int, args) -> dict:
 
     run = crust_clean.Run(args.work / "runs" / f"n{n}")
     meter = StageMeter()
+    undo = instrument_export(meter)
     try:
         with meter.stage("FiftyOne export"):
             export_to_fiftyone(run, name=f"scale-{n}", persistent=False, overwrite=True)
     finally:
+        for u in undo:
+            u()
         meter.close()
-    return {"seconds": round(meter.seconds["FiftyOne export"], 2), "calls": 1,
-            "peak_rss_mb": round(meter.peak["FiftyOne export"] / 2**20),
-            "peak_anonymous_mb": round(meter.peak_anonymous["FiftyOne export"] / 2**20)}
+    return {name: {"seconds": round(meter.seconds[name], 2), "peak_rss_mb": round(meter.peak[name] / 2**20),
+                   "peak_anonymous_mb": round(meter.peak_anonymous[name] / 2**20)}
+            for name in meter.seconds}
 
 
 def exponents(rows: list[dict]) -> dict:
@@ -355,6 +376,17 @@ def markdown(result: dict) -> str:
                 got = figures[key]
                 lines.append(f"- {what}: {got} s against under {limit} s: {'met' if got is not None and got < limit else 'not met'}")
             lines.append("")
+    exported = [r for r in rows if "export" in r]
+    if exported:
+        lines += ["The FiftyOne export's parts (`--export-only N`: the export of the run the curve left, alone), "
+                  "seconds (heap / RSS peak MB):", "",
+                  "| n | whole export | " + " | ".join(EXPORT_PARTS) + " |", "|---|---|" + "---|" * len(EXPORT_PARTS)]
+        for r in exported:
+            cells = [f"{r['export'][f'export: {part}']['seconds']} ({_memory(r['export'][f'export: {part}'])})"
+                     if f"export: {part}" in r["export"] else "-" for part in EXPORT_PARTS]
+            whole = r["stages"]["FiftyOne export"]
+            lines.append(f"| {r['n']:,} | {whole['seconds']} ({_memory(whole)}) | " + " | ".join(cells) + " |")
+        lines.append("")
     sweep = result.get("partitions", [])
     if sweep:
         lines += ["## What partitioned selection costs in detection (CIFAR-10N, frozen Lite2 head, seed 0)", "",
@@ -427,9 +459,11 @@ def main() -> None:
         plot(result)
 
     if args.export_only:
+        measured = export_only(args.export_only, args)
         row = next(r for r in result["curve"] if r["n"] == args.export_only)
-        row["stages"]["FiftyOne export"] = export_only(args.export_only, args)
-        print(row["stages"]["FiftyOne export"], flush=True)
+        row["stages"]["FiftyOne export"] = measured.pop("FiftyOne export")
+        row["export"] = measured
+        print(row["stages"]["FiftyOne export"], measured, flush=True)
         save()
         return
     if not args.partitions_only and len(args.sizes) > 1:  # each size in a process of its own: memory freed by
