@@ -13,7 +13,7 @@ sees as clusters). Seconds and the heap's peak (anonymous memory) of each.
 Similarity index: 50,000 rows of embeddings (the scale benchmark's 50,000-sample run, 1,280-d) given to FiftyOne
 Brain's scikit-learn similarity index as an array (kept in the brain run's own record) or in a sample field (what the
 export does now): seconds to write and build, the heap's peak, and the seconds of the first and a second sort by
-similarity. Writes benchmarks/results/fiftyone-map.json and fiftyone-map.md.
+similarity. Writes benchmarks/results/fiftyone-map.json and fiftyone-map.md (and RESULTS.md).
 """
 
 from __future__ import annotations
@@ -162,6 +162,9 @@ def main() -> None:
               "maps": maps(args, heap), "similarity": similarity(np.load(run / "embeddings.npy", mmap_mode="r"), heap)}
     (RESULTS / "fiftyone-map.json").write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / "fiftyone-map.md").write_text(markdown(result))
+    from detect import write_markdown
+
+    write_markdown()
 
 
 def markdown(result: dict) -> str:

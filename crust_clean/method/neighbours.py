@@ -8,7 +8,7 @@ Zhu et al. 2022).
 Up to ``EXACT_UP_TO`` rows (and at any size on a CUDA device) the search is exact: similarities in blocks of rows,
 only the k best of each row kept, n^2 time. Above it on the CPU, an approximate index from faiss (HNSW graph over
 8-bit scalar-quantised unit vectors, ``APPROXIMATE_INDEX``), n log n: on the 50,000 Lite2 features of CIFAR-10 it
-finds 98 % of the exact 10 neighbours in 17.8 s instead of 46.7 s, and the agreement's AUROC for CIFAR-10N's wrong
+finds 98 % of the exact 10 neighbours in 14.2 s instead of 45.1 s, and the agreement's AUROC for CIFAR-10N's wrong
 labels moves by at most 0.0008 (benchmarks/results/neighbours.md). Above ``REFERENCE_ROWS`` rows the index holds a
 random sample of that many, and the search grows linearly. Its graph is built by several threads, so two runs may
 differ in a few neighbours.
@@ -26,18 +26,18 @@ NEIGHBOURS = 10
 EXACT_UP_TO = 20_000
 #: faiss's description of the approximate index, and how many candidates its search keeps (efSearch): chosen on
 #: CIFAR-10's Lite2 features by recall@10 against exact search per second (benchmarks/neighbours.py): 32 links a
-#: node searched with 32 candidates find 98.4 % of the exact neighbours at 50,000 rows in 17.8 s (exact: 46.7 s).
+#: node searched with 32 candidates find 98.4 % of the exact neighbours at 50,000 rows in 14.2 s (exact: 45.1 s).
 #: Cheaper graphs (16 links with efSearch 32, or a construction breadth of 20) found 95 % but left a few samples of
 #: tight clusters among another class's (tests/method/test_neighbours.py); 16 links with 64 candidates builds in
 #: half the time but, at 200,000 synthetic rows, found 2.3 % of the neighbours in another class against 0.5 %.
 #: The index holds at most ``REFERENCE_ROWS`` rows, so its build time does not grow past them.
 APPROXIMATE_INDEX, SEARCH_BREADTH = "HNSW32,SQ8", 32
 #: Above this many rows the approximate index holds a random sample of this many and every row's neighbours are
-#: found among them: the graph's build (n log n, and about 1.6 KB of memory a 1,280-d row) stops growing and the search
-#: grows linearly with n. The vote's quality follows the sample's density: on the 50,000 Lite2 features of CIFAR-10
-#: an index over a random 25,000 / 10,000 / 5,000 of them moved the agreement's AUROC for random1 from 0.900 to
-#: 0.895 / 0.887 / 0.880 (benchmarks/results/neighbours.md). 200,000 rows of a 10-class million hold 20,000 a
-#: class: four times what all 50,000 CIFAR-10 images hold.
+#: found among them: the graph's build (n log n, and about 1.6 KB of memory a 1,280-d row) stops growing and the
+#: search grows linearly with n. The vote's quality follows the sample's density: on the 50,000 Lite2 features of
+#: CIFAR-10 an index over a random 25,000 / 10,000 / 5,000 of them moved the agreement's AUROC for random1 from
+#: 0.901 to 0.896 / 0.887 / 0.880 (benchmarks/results/neighbours.md). 200,000 rows of a 10-class million hold
+#: 20,000 a class: four times what all 50,000 CIFAR-10 images hold.
 REFERENCE_ROWS = 200_000
 
 

@@ -256,24 +256,26 @@ def map_points(embeddings: np.ndarray, method: str, *, fit_rows: int = MAP_FIT_R
     from sklearn.decomposition import PCA
 
     n = len(embeddings)
+    if method not in ("umap", "pca", "tsne"):
+        raise BadInputError(f"visualization {method!r} is not one of umap, pca, tsne, none")
     if method == "tsne" and n > fit_rows:
         raise BadInputError(f"t-SNE cannot map {n:,} samples (it places only the {fit_rows:,} it is fit on): "
                             "use --visualization umap or pca")
     fitted = np.arange(n) if n <= fit_rows else np.sort(np.random.default_rng(seed).choice(n, fit_rows, replace=False))
     sample = np.asarray(embeddings[fitted], dtype=np.float32)
     pca = PCA(min(2 if method == "pca" else MAP_PCA_DIMS, *sample.shape), random_state=seed).fit(sample)
-    if method == "pca":
-        reducer = None
-    elif method == "umap":
-        import umap
-
-        reducer = umap.UMAP(n_components=2, random_state=seed).fit(pca.transform(sample))
-    elif method == "tsne":
+    if method == "tsne":
         from sklearn.manifold import TSNE
 
         return TSNE(2, random_state=seed).fit_transform(pca.transform(sample)).astype(np.float32)
-    else:
-        raise BadInputError(f"visualization {method!r} is not one of umap, pca, tsne, none")
+    reducer = None
+    if method == "umap":
+        import umap
+
+        reducer = umap.UMAP(n_components=2, random_state=seed)
+        if n <= fit_rows:  # every row in the fit: its own embedding (a transform would place them again)
+            return reducer.fit_transform(pca.transform(sample)).astype(np.float32)
+        reducer.fit(pca.transform(sample))
     points = np.empty((n, 2), dtype=np.float32)
     for start in range(0, n, block_rows):
         block = pca.transform(np.asarray(embeddings[start:start + block_rows], dtype=np.float32))
