@@ -158,7 +158,7 @@ def test_rows_of_a_hf_dataset_are_written_once_to_run_media(fiftyone, noisy_colo
     assert {f: os.stat(f).st_mtime_ns for f in files} == stamp  # written once
 
 
-def test_the_embeddings_give_the_app_a_map_and_a_similarity_sort(fiftyone, fo_run):
+def test_the_embeddings_give_the_app_a_map_and_a_similarity_sort(fiftyone, fo_run, monkeypatch):
     from crust_clean.review.fiftyone import (
         EMBEDDING_FIELD,
         MAP_FIELD,
@@ -190,6 +190,11 @@ def test_the_embeddings_give_the_app_a_map_and_a_similarity_sort(fiftyone, fo_ru
     assert VISUALIZATION_KEY not in again.list_brain_runs() and SIMILARITY_KEY not in again.list_brain_runs()
     assert not again.has_workspace("crust embeddings")
     assert not again.has_sample_field(EMBEDDING_FIELD) and not again.has_sample_field(MAP_FIELD)
+    monkeypatch.setattr("crust_clean.review.fiftyone.SIMILARITY_UP_TO", 100)  # 160 samples: too many for the index
+    large = export_to_fiftyone(fo_run, name="embeddings-test", visualization="pca")
+    assert VISUALIZATION_KEY in large.dataset.list_brain_runs() and large.dataset.has_sample_field(MAP_FIELD)
+    assert SIMILARITY_KEY not in large.dataset.list_brain_runs() and not large.dataset.has_sample_field(EMBEDDING_FIELD)
+    assert large.similarity_left_out.startswith("no similarity index above 100 samples")
 
 
 def samples_in_run_order(dataset, run, field: str) -> np.ndarray:
