@@ -203,9 +203,12 @@ def fill_synthetic(out: np.ndarray, truth: np.ndarray, rng: np.random.Generator)
 
 
 def seed_feature_cache(source: Path, truth: np.ndarray, cfg) -> None:
-    """Write synthetic features for ``source`` into the cache entry ``cfg``'s fit looks up (the product's key)."""
+    """Write synthetic features for ``source`` into the cache entry ``cfg``'s fit looks up (the product's key), with
+    the quality measures of its one image."""
     from crust_clean.data.sources import load_source
-    from crust_clean.train.features import FEATURES, META, cache_entry, cache_root, feature_description, frozen_backbone
+    from crust_clean.data.quality import measure
+    from crust_clean.train.features import (FEATURES, META, QUALITY, cache_entry, cache_root, feature_description,
+                                            frozen_backbone)
     from crust_clean.train.trainer import TrainContext
 
     samples = load_source(source)
@@ -217,6 +220,7 @@ def seed_feature_cache(source: Path, truth: np.ndarray, cfg) -> None:
     out = np.lib.format.open_memmap(entry / FEATURES, mode="w+", dtype=np.float16, shape=(1, len(truth), WIDTH))
     fill_synthetic(out[0], truth, np.random.default_rng(len(truth)))
     out.flush()
+    np.save(entry / QUALITY, np.tile(measure(samples.images[0]), (len(truth), 1)))  # every row is the same image
     (entry / META).write_text(json.dumps({"description": description, "shape": [WIDTH], "failed": [], "seconds": 0,
                                           "synthetic": True}))
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import CrustCleanError
+from .quality import measure, no_measures
 
 #: Background that transparent pixels are composited onto (what a viewer shows on a white page).
 TRANSPARENT_BACKGROUND = (255, 255, 255)
@@ -153,9 +154,11 @@ class DecodedCache:
     """
 
     def __init__(self, pixels: np.ndarray, offsets: np.ndarray, shapes: np.ndarray,
-                 failed: list[tuple[int, str]] | None = None):
+                 failed: list[tuple[int, str]] | None = None, measures: np.ndarray | None = None):
         self.pixels, self.offsets, self.shapes = pixels, offsets, shapes
         self.failed = failed or []  # (index, reason) of the images that could not be decoded (no pixels)
+        # data.quality's measures of each image as decoded (before the downscale), NaN where it failed
+        self.measures = no_measures(len(shapes)) if measures is None else measures
 
     def __len__(self) -> int:
         return len(self.shapes)
@@ -173,9 +176,11 @@ class DecodedCache:
               progress: bool = False) -> "DecodedCache":
         """Decode every image of ``store`` once; in memory, or into ``file`` (written then memory-mapped).
 
-        Images that fail to decode get no pixels and are listed in ``failed``; the caller drops them.
+        Images that fail to decode get no pixels and are listed in ``failed``; the caller drops them. Each
+        image's quality is measured on the way (``measures``, ``data.quality``).
         """
         shapes = np.zeros((len(store), 2), dtype=np.int64)
+        measures = no_measures(len(store))
         chunks: list[np.ndarray] = []
         failed = []
         out = None
@@ -184,10 +189,11 @@ class DecodedCache:
             out = open(file, "wb")
         try:
             decoded = _decoded(store, shorter_side, workers, progress, "decoding images into the cache")
-            for i, pixels in enumerate(decoded):
-                if isinstance(pixels, str):
-                    failed.append((i, pixels))
+            for i, item in enumerate(decoded):
+                if isinstance(item, str):
+                    failed.append((i, item))
                     continue
+                pixels, measures[i] = item
                 shapes[i] = pixels.shape[:2]
                 if out is not None:
                     out.write(pixels.tobytes())
@@ -201,7 +207,7 @@ class DecodedCache:
             pixels = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
         else:
             pixels = np.memmap(file, dtype=np.uint8, mode="r") if file.stat().st_size else np.zeros(0, np.uint8)
-        return cls(pixels, offsets, shapes, failed)
+        return cls(pixels, offsets, shapes, failed, measures)
 
 
 #: ``data.cache: auto`` holds decoded pixels in memory up to this many bytes.
@@ -220,13 +226,14 @@ def resolve_cache(cache: str, sizes: Sequence[tuple[int, int]], img_size: int) -
 def training_store(store, *, cache: str, img_size: int, file: Path | None = None, workers: int = 0,
                    progress: bool = False):
     """(the store training reads: ``store`` itself (``cache`` none) or its ``DecodedCache`` in memory or in
-    ``file`` (disk), (index, reason) of the images that cannot be decoded). Every image is decoded once here, by
-    the cache build or by a check pass, so a bad file is found before training, not in its middle."""
+    ``file`` (disk), (index, reason) of the images that cannot be decoded, the quality measures of every image,
+    ``data.quality``). Every image is decoded once here, by the cache build or by a check pass, so a bad file is
+    found before training, not in its middle."""
     if cache == "none":
-        return store, undecodable(store, workers=workers, progress=progress)
+        return (store, *check_images(store, workers=workers, progress=progress))
     decoded = DecodedCache.build(store, img_size, file=file if cache == "disk" else None, workers=workers,
                                  progress=progress)
-    return decoded, decoded.failed
+    return decoded, decoded.failed, decoded.measures
 
 
 class _TakenCache:
@@ -245,17 +252,23 @@ class _TakenCache:
         return _TakenCache(self.cache, self.indices[np.asarray(indices, dtype=np.int64)])
 
 
-def undecodable(store, *, workers: int = 0, progress: bool = False) -> list[tuple[int, str]]:
-    """(index, reason) of every image of ``store`` that fails to decode: one full decoding pass, in parallel
-    when ``workers`` > 0. A header that opens does not prove the data is whole (a truncated JPEG), and a
-    run must not die mid-epoch on one bad file."""
-    return [(i, reason) for i, reason in enumerate(_decoded(store, None, workers, progress, "checking images"))
-            if isinstance(reason, str)]
+def check_images(store, *, workers: int = 0, progress: bool = False) -> tuple[list[tuple[int, str]], np.ndarray]:
+    """((index, reason) of every image of ``store`` that fails to decode, the quality measures of each image
+    (``data.quality``; NaN for those)): one full decoding pass, in parallel when ``workers`` > 0. A header that
+    opens does not prove the data is whole (a truncated JPEG), and a run must not die mid-epoch on one bad file."""
+    failed, measures = [], no_measures(len(store))
+    for i, item in enumerate(_decoded(store, None, workers, progress, "checking images")):
+        if isinstance(item, str):
+            failed.append((i, item))
+        else:
+            measures[i] = item
+    return failed, measures
 
 
 class _Resized:
-    """Item i: store[i] downscaled for the cache, as a (H, W, 3) uint8 array, or why it cannot be decoded;
-    with ``shorter_side`` None only the reason or None (a check). A Dataset for the DataLoader."""
+    """Item i: (store[i] downscaled for the cache as a (H, W, 3) uint8 array, its quality ``measure``), or why it
+    cannot be decoded; with ``shorter_side`` None only the measures or the reason (a check). A Dataset for the
+    DataLoader."""
 
     def __init__(self, store, shorter_side: int | None):
         self.store, self.shorter_side = store, shorter_side
@@ -263,17 +276,18 @@ class _Resized:
     def __len__(self) -> int:
         return len(self.store)
 
-    def __getitem__(self, i: int) -> np.ndarray | str | None:
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray] | np.ndarray | str:
         try:
             image = self.store[i]
         except CrustCleanError as err:
             return str(err)
+        measures = measure(image)
         if self.shorter_side is None:
-            return None
+            return measures
         size = cached_size(*image.size, self.shorter_side)
         if size != image.size:
             image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
-        return np.asarray(image, dtype=np.uint8)
+        return np.asarray(image, dtype=np.uint8), measures
 
 
 def _as_is(item):

@@ -31,13 +31,14 @@ import torch
 
 from ..atomic import staged_folder
 from ..config import RunConfig, user_cache
+from ..data.quality import measure, no_measures
 from ..data.sources import Samples
 from ..errors import CrustCleanError
 from .checkpoint import state_copy
 
 #: Bumped when the cached arrays change meaning.
 FEATURE_FORMAT = 1
-FEATURES, META = "features.npy", "meta.json"
+FEATURES, META, QUALITY = "features.npy", "meta.json", "quality.npy"
 
 
 class Head(torch.nn.Module):
@@ -188,6 +189,7 @@ class Features:
     failed: list[tuple[int, str]]
     cached: bool  # read from the cache (no feature pass ran)
     seconds: float  # the feature pass's wall time (0 when cached)
+    measures: np.ndarray  # (N, len(data.quality.MEASURES)): each image's quality, measured in the pass (NaN: failed)
 
 
 def cache_root(cfg: RunConfig) -> Path:
@@ -233,11 +235,12 @@ def load_or_extract(backbone: torch.nn.Module, samples: Samples, transforms: lis
     if not cached:
         with staged_on_main(staged_folder(entry), ranks) as build:
             shape = output_shape(backbone, transforms[0])
-            if ranks.is_main:  # the whole array, written in place by every rank
+            if ranks.is_main:  # the whole arrays, written in place by every rank
                 np.lib.format.open_memmap(build / FEATURES, mode="w+", dtype=np.float16,
                                           shape=(len(transforms), len(samples), *shape)).flush()
+                _write_array(build / QUALITY, no_measures(len(samples)))
             barrier(ranks)
-            seconds, failed = _extract(backbone, samples, transforms, build / FEATURES, ctx,
+            seconds, failed = _extract(backbone, samples, transforms, build, ctx,
                                        seed=(description["augment"] or {}).get("seed", 0))
             failed = sorted(f for part in gather_objects(failed, ranks) for f in part)
             if ranks.is_main:
@@ -254,12 +257,34 @@ def load_or_extract(backbone: torch.nn.Module, samples: Samples, transforms: lis
     shape = tuple(meta["shape"]) if "shape" in meta else (meta["width"],)  # "width": entries of pooled features only
     if array is None or array.shape != (len(transforms), len(samples), *shape):
         raise CrustCleanError(f"the feature cache {entry} is damaged: remove it and fit again")
-    return Features(FeatureStore(array), [tuple(f) for f in meta["failed"]], cached, seconds)
+    return Features(FeatureStore(array), [tuple(f) for f in meta["failed"]], cached, seconds,
+                    _cached_measures(entry, samples, ctx))
+
+
+def _cached_measures(entry: Path, samples: Samples, ctx) -> np.ndarray:
+    """The quality measures kept in the cache ``entry``; an entry written before they were is measured by one
+    decoding pass now (rank 0), and they join it."""
+    from ..data.images import check_images
+    from .distributed import barrier
+
+    if not (entry / QUALITY).is_file() and ctx.ranks.is_main:
+        _write_array(entry / QUALITY, check_images(samples.images, workers=ctx.workers, progress=ctx.progress)[1])
+    barrier(ctx.ranks)
+    return np.load(entry / QUALITY)
+
+
+def _write_array(path: Path, array: np.ndarray) -> None:
+    from ..atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
 
 
 class _Views(torch.utils.data.Dataset):
-    """Item i: (the (V + 1, 3, H, W) transforms of image i, '' or why it cannot be decoded). Each item seeds the
-    augmentations from (seed, i), so the views do not depend on workers or batch order."""
+    """Item i: (the (V + 1, 3, H, W) transforms of image i, its quality measures (``data.quality``), '' or why it
+    cannot be decoded). Each item seeds the augmentations from (seed, i), so the views do not depend on workers or
+    batch order."""
 
     def __init__(self, images, transforms: list, seed: int):
         self.images, self.transforms, self.seed = images, transforms, seed
@@ -271,16 +296,16 @@ class _Views(torch.utils.data.Dataset):
         try:
             image = self.images[i]
         except CrustCleanError as err:
-            return None, str(err)
+            return None, no_measures(1)[0], str(err)
         random.seed(self.seed * 1_000_003 + i)
         torch.manual_seed(self.seed * 1_000_003 + i)
-        return torch.stack([transform(image) for transform in self.transforms]), ""
+        return torch.stack([transform(image) for transform in self.transforms]), measure(image), ""
 
 
 def _collate(items):
-    shape = next((x.shape for x, _ in items if x is not None), None)
-    views = [x if x is not None else torch.zeros(shape) for x, _ in items] if shape is not None else []
-    return (torch.stack(views) if views else None), [reason for _, reason in items]
+    shape = next((x.shape for x, _, _ in items if x is not None), None)
+    views = [x if x is not None else torch.zeros(shape) for x, _, _ in items] if shape is not None else []
+    return (torch.stack(views) if views else None), np.stack([m for _, m, _ in items]), [r for _, _, r in items]
 
 
 def output_shape(backbone: torch.nn.Module, eval_tf) -> tuple[int, ...]:
@@ -292,9 +317,10 @@ def output_shape(backbone: torch.nn.Module, eval_tf) -> tuple[int, ...]:
         return tuple(backbone.eval()(eval_tf(Image.new("RGB", (32, 32)))[None]).shape[1:])
 
 
-def _extract(backbone, samples: Samples, transforms: list, file: Path, ctx, *, seed: int):
-    """Write the features of this rank's samples (all of them in one process) into ``file``, a .npy of
-    (V + 1, N, *shape) float16 that exists, batch by batch through a memory map; returns (seconds, failed)."""
+def _extract(backbone, samples: Samples, transforms: list, build: Path, ctx, *, seed: int):
+    """Write the features of this rank's samples (all of them in one process) into ``build``'s ``FEATURES``, a .npy
+    of (V + 1, N, *shape) float16 that exists, batch by batch through a memory map, and their quality measures
+    into its ``QUALITY``; returns (seconds, failed)."""
     from tqdm.auto import tqdm
 
     from .distributed import eval_shards
@@ -302,7 +328,7 @@ def _extract(backbone, samples: Samples, transforms: list, file: Path, ctx, *, s
     start = time.perf_counter()
     device, ranks = ctx.device, ctx.ranks
     backbone = backbone.eval().to(device.device, memory_format=torch.channels_last)  # 2x on CPU as on CUDA
-    out = np.load(file, mmap_mode="r+")
+    out, quality = np.load(build / FEATURES, mmap_mode="r+"), np.load(build / QUALITY, mmap_mode="r+")
     shape = out.shape[2:]
     batch_size = max(1, 64 // len(transforms))
     rows = eval_shards(len(samples), batch_size, ranks.world)[ranks.rank]  # whole batches, each of contiguous rows
@@ -313,9 +339,11 @@ def _extract(backbone, samples: Samples, transforms: list, file: Path, ctx, *, s
     failed, done = [], 0
     try:
         with torch.inference_mode():
-            for views, reasons in tqdm(loader, desc="features", unit="batch", disable=not ctx.progress, leave=False):
+            for views, measures, reasons in tqdm(loader, desc="features", unit="batch", disable=not ctx.progress,
+                                                 leave=False):
                 n, row = len(reasons), int(rows[done])
                 failed += [(row + k, reason) for k, reason in enumerate(reasons) if reason]
+                quality[row:row + n] = measures
                 if views is not None:
                     x = views.flatten(0, 1).to(device.device, non_blocking=True)
                     with device.inference_autocast():
@@ -326,4 +354,5 @@ def _extract(backbone, samples: Samples, transforms: list, file: Path, ctx, *, s
         random.setstate(python_state)
         torch.set_rng_state(torch_state)
     out.flush()
+    quality.flush()
     return time.perf_counter() - start, failed

@@ -24,6 +24,7 @@ class Trainable:
     samples: Samples  # less those whose image cannot be decoded
     store: object  # what the module reads, item i = sample i: images, or features
     truth: np.ndarray | None  # true labels of ``samples``, when known
+    measures: np.ndarray  # the quality measures of each sample's image, taken as it was read (``data.quality``)
     train_transform: Callable
     eval_transform: Callable
     data_cfg: dict  # the timm data config of the images (model.json)
@@ -55,16 +56,16 @@ def prepare(samples: Samples, truth: np.ndarray | None, cfg: RunConfig, ctx, *, 
     from ..data.images import resolve_cache, training_store
 
     cache = resolve_cache(cfg.data.cache, samples.sizes, cfg.model.img_size)
-    images, failed = training_store(samples.images, cache=cache, img_size=cfg.model.img_size, file=cache_file,
-                                    workers=ctx.workers, progress=ctx.progress)
-    samples, images, truth = _without(failed, samples, images, truth)
+    images, failed, measures = training_store(samples.images, cache=cache, img_size=cfg.model.img_size,
+                                              file=cache_file, workers=ctx.workers, progress=ctx.progress)
+    samples, images, truth, measures = _without(failed, samples, images, truth, measures)
     torch.manual_seed(cfg.train.seed)
     model = models.create_model(cfg.model, samples.num_classes)
     if ctx.ranks.active and ctx.device.device.type == "cuda":  # BatchNorm over the whole batch, as in one process
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     data_cfg = models.data_config(model, cfg.model)
     train_tf, eval_tf = models.build_transforms(data_cfg, cfg.train)
-    return Trainable(model, samples, images, truth, train_tf, eval_tf, data_cfg, {"cache": cache})
+    return Trainable(model, samples, images, truth, measures, train_tf, eval_tf, data_cfg, {"cache": cache})
 
 
 def _on_features(samples: Samples, truth: np.ndarray | None, cfg: RunConfig, ctx) -> Trainable:
@@ -73,25 +74,26 @@ def _on_features(samples: Samples, truth: np.ndarray | None, cfg: RunConfig, ctx
 
     backbone = frozen_backbone(cfg, samples.num_classes)
     features = features_of(backbone, samples, cfg, ctx)
-    samples, store, truth = _without(features.failed, samples, features.store, truth)
+    samples, store, truth, measures = _without(features.failed, samples, features.store, truth, features.measures)
     facts = {"cache": "features", "features_cached": features.cached, "feature_seconds": round(features.seconds, 2)}
     if backbone.top is not None:  # the top starts from the pretrained weights and the zero head of create_model
         facts["feature_shape"] = list(store.array.shape[2:])
-        return Trainable(backbone.top, samples, store, truth, random_view, eval_view, backbone.data_cfg, facts,
+        return Trainable(backbone.top, samples, store, truth, measures, random_view, eval_view, backbone.data_cfg, facts,
                          info={"trained": "last-stages", "stages": cfg.model.stages, "cut": backbone.cut},
                          backbone=backbone.state)
     torch.manual_seed(cfg.train.seed)
     hidden = cfg.model.head_hidden if cfg.model.head == "mlp" else None
     mean, std = store.statistics()
     head = Head(store.width, samples.num_classes, hidden=hidden, mean=mean, std=std)
-    return Trainable(head, samples, store, truth, random_view, eval_view, backbone.data_cfg, facts,
+    return Trainable(head, samples, store, truth, measures, random_view, eval_view, backbone.data_cfg, facts,
                      info={"trained": "head", "head_hidden": hidden}, backbone=backbone.state,
                      classifier=backbone.classifier)
 
 
-def _without(failed: list[tuple[int, str]], samples: Samples, store, truth: np.ndarray | None):
-    """(samples, store, truth) less the ``failed`` (index, reason) samples, which join the skipped ones."""
+def _without(failed: list[tuple[int, str]], samples: Samples, store, truth: np.ndarray | None,
+             measures: np.ndarray):
+    """(samples, store, truth, measures) less the ``failed`` (index, reason) samples, which join the skipped ones."""
     if not failed:
-        return samples, store, truth
+        return samples, store, truth, measures
     kept = np.setdiff1d(np.arange(len(samples)), [i for i, _ in failed])
-    return samples.without(failed), store.take(kept), truth[kept] if truth is not None else None
+    return samples.without(failed), store.take(kept), truth[kept] if truth is not None else None, measures[kept]
