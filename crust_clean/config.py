@@ -35,6 +35,11 @@ FROM_SCRATCH_IMG_SIZE = 64
 #: ``export manifest`` choices (here so the CLI can offer them without importing pandas)
 MANIFEST_POLICIES = ("reviewed", "auto")
 MANIFEST_FORMATS = ("csv", "jsonl", "imagefolder", "hf")
+#: The kinds of image quality issue (``data.quality``), and every issue type besides a wrong label (``run.checks``:
+#: issues.csv, the FiftyOne tags ``crust:<issue>``); ``export manifest --drop`` takes these or ``quality`` (all kinds).
+QUALITY_KINDS = ("dark", "light", "blurry", "low-information", "grayscale", "odd-size", "odd-aspect-ratio")
+ISSUE_TYPES = ("near-duplicate", "outlier", *(f"quality:{kind}" for kind in QUALITY_KINDS))
+DROPPABLE_ISSUES = (*ISSUE_TYPES, "quality")
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:

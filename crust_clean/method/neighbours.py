@@ -134,8 +134,14 @@ def neighbour_agreement(embeddings: np.ndarray, labels: np.ndarray, *, rows: np.
     k = min(k, len(labels) - 1)
     if k < 1:
         return np.ones(len(labels))
-    neighbours = nearest_neighbours(embeddings, k, rows=rows, block_rows=block_rows, exact_up_to=exact_up_to,
-                                    device=device)
+    return agreement_of(nearest_neighbours(embeddings, k, rows=rows, block_rows=block_rows, exact_up_to=exact_up_to,
+                                           device=device), labels)
+
+
+def agreement_of(neighbours: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(n,) share of each row's ``neighbours`` (positions in ``labels``; -1: none found, not counted) whose label
+    equals its own (``neighbour_agreement`` from neighbours found already)."""
+    labels = np.asarray(labels)
     found = neighbours >= 0
     agree = (labels[neighbours] == labels[:, None]) & found
     return agree.sum(1) / np.maximum(found.sum(1), 1)

@@ -145,8 +145,9 @@ def _fit(source: str, samples: Samples, folder: RunFolder, cfg: RunConfig, ranks
         facts = {"n_val": len(val_idx), "wall_seconds": round(time.perf_counter() - started, 2), "resumed": resume,
                  **subject.facts, "device": str(ctx.device.device), "device_name": ctx.device.name,
                  "processes": ranks.world}
-        recorder.finish(samples, train_idx, robust, saved=replace(saved, state=subject.saved_state(saved.state)),
-                        model_info=info, run_facts=facts, out_of_fold=scored_out_of_fold)
+        recorder.finish(samples, train_idx, robust, measures=subject.measures,
+                        saved=replace(saved, state=subject.saved_state(saved.state)), model_info=info,
+                        run_facts=facts, out_of_fold=scored_out_of_fold)
     barrier(ranks)  # the others return the run once rank 0 has written it
     if subject.facts["cache"] == "disk" and ranks.is_main:
         folder.remove_cache()

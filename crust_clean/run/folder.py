@@ -18,6 +18,9 @@ read it through ``Run``; only ``Run.load_model`` / ``predict_probs`` / ``evaluat
   model.json         what timm needs to rebuild it: model name, num_classes, class_names, img_size, mean/std
   embeddings.npy     (N, D) float16: that model's pooled features (the classifier's input) of every sample, in
                      samples.csv order (for --train head: the frozen backbone's, as cached)
+  checks.parquet     every sample (samples.csv order): near-duplicate group, outlier score, image quality scores
+                     (see ``crust_clean.run.checks``)
+  issues.csv         one row per sample and issue it has: near-duplicate, outlier, quality:<kind>
   report/            index.html + PNGs, when asked for (``crust_clean.review.report``)
   media/             an image file per Hugging Face row, written once when an exporter needs files
 While it trains (removed when it finishes): checkpoint.safetensors (see ``crust_clean.train.checkpoint``),
@@ -52,6 +55,7 @@ CONFIG, SOURCE, SAMPLES, SKIPPED = "config.yaml", "source.json", "samples.csv", 
 LEDGER, SCORES, METRICS = "ledger.parquet", "scores.csv", "metrics.json"
 MODEL, MODEL_INFO, PREDICTIONS = "model.safetensors", "model.json", "predictions.parquet"
 EMBEDDINGS, REPORT, MEDIA = "embeddings.npy", "report", "media"
+CHECKS, ISSUES = "checks.parquet", "issues.csv"
 CHECKPOINT, LEDGER_PARTS, FOLDS, CACHE = "checkpoint.safetensors", "ledger", "folds", "cache"
 #: What a finished run holds.
 RUN_OUTPUTS = (CONFIG, SOURCE, SAMPLES, LEDGER, SCORES, METRICS, MODEL, MODEL_INFO, PREDICTIONS)
@@ -209,6 +213,12 @@ class RunFolder:
         self.write_csv(SCORES, table)
         return table
 
+    def write_checks(self, checks: pd.DataFrame, issues: pd.DataFrame) -> None:
+        """checks.parquet (every sample) and issues.csv (the issues they have), ``run.checks``."""
+        with atomic_path(self.path / CHECKS) as tmp:
+            checks.to_parquet(tmp, index=False)
+        self.write_csv(ISSUES, issues)
+
     def write_fold(self, k: int, **arrays: np.ndarray) -> None:
         """A finished fold fit's arrays (``crust_clean.run.folds``), kept until the run finishes."""
         with atomic_path(self.path / FOLDS / f"fold-{k}.npz") as tmp:
@@ -307,6 +317,18 @@ class Run:
         written before crust-clean kept them."""
         path = self.path / EMBEDDINGS
         return np.load(path, mmap_mode="r") if path.is_file() else None
+
+    def checks(self) -> pd.DataFrame | None:
+        """Every sample's near-duplicate group, outlier score and image quality (``run.checks``), samples.csv order;
+        None for runs written before crust-clean checked them."""
+        path = self.path / CHECKS
+        return pd.read_parquet(path) if path.is_file() else None
+
+    @property
+    def issues(self) -> pd.DataFrame | None:
+        """One row per sample and issue it has (``run.checks.issue_rows``); None for runs written before."""
+        path = self.path / ISSUES
+        return pd.read_csv(path, dtype={**_TEXT_COLUMNS, "group": "Int64"}) if path.is_file() else None
 
     def ledger(self) -> pd.DataFrame:
         from .ledger import read_ledger

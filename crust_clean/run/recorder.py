@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
@@ -18,8 +19,9 @@ import numpy as np
 from ..data.sources import Samples
 from ..errors import Interrupted
 from ..method.metrics import detection_metrics
-from ..method.neighbours import neighbour_agreement
+from ..method.neighbours import NEIGHBOURS, agreement_of, nearest_neighbours
 from ..method.scores import SUSPECT_RULE, flag_suspects, margins, score
+from .checks import issue_rows, sample_checks
 from .folder import EMBEDDINGS, LEDGER, RunFolder
 from .ledger import Ledger
 
@@ -107,12 +109,14 @@ class Recorder:
             return self.best
         return Best(-1.0, last_epoch, state_copy(model))  # a copy: the fold fits (run.folds) go on to train model
 
-    def finish(self, samples: Samples, train_idx: np.ndarray, robust: PassOutputs, *, saved: Best,
-               model_info: dict, run_facts: dict, out_of_fold: OutOfFold | None = None) -> None:
+    def finish(self, samples: Samples, train_idx: np.ndarray, robust: PassOutputs, *, measures: np.ndarray,
+               saved: Best, model_info: dict, run_facts: dict, out_of_fold: OutOfFold | None = None) -> None:
         """Every output of a finished run: the saved model, its pass over all samples (``robust``: predictions; its
         embeddings are in embeddings.npy already, ``RunFolder.embeddings_writer``), the ledger and scores of the
-        training rows (with the neighbour agreement among them; scored ``out_of_fold`` when given) and the metrics
-        with the summary (``run_facts`` go into it as they are); then the resume state goes."""
+        training rows (with the neighbour agreement: each sample's nearest among all samples; scored
+        ``out_of_fold`` when given), the checks of every sample from the same neighbours and the quality
+        ``measures`` of its image (``run.checks``: near-duplicates, outliers, quality) and the metrics with the
+        summary (``run_facts`` go into it as they are); then the resume state goes."""
         folder = self.folder
         folder.write_model(saved.state, model_info)
         folder.write_predictions(samples, robust.logits, robust.predicted)
@@ -120,9 +124,20 @@ class Recorder:
         given = samples.labels[train_idx]
         disagrees = (robust.predicted[train_idx] if out_of_fold is None else out_of_fold.predicted) != given
         embeddings = np.load(folder.path / EMBEDDINGS, mmap_mode="r")  # written by the robust pass
-        agreement = neighbour_agreement(embeddings, given, rows=train_idx, device=self.device)
+        started = time.perf_counter()
+        neighbours = nearest_neighbours(embeddings, min(NEIGHBOURS, len(samples) - 1), device=self.device)
+        neighbour_seconds = time.perf_counter() - started
+        agreement = agreement_of(neighbours, samples.labels)[train_idx]
         scores = folder.write_scores(self.ledger.per_sample(), samples, train_idx, disagrees, agreement,
                                      out_of_fold=out_of_fold)
+        started = time.perf_counter()
+        split = np.full(len(samples), "val", dtype=object)
+        split[train_idx] = "train"
+        checks = sample_checks(samples.sample_ids, np.asarray(samples.class_names, dtype=object)[samples.labels],
+                               split, embeddings, neighbours, measures, np.asarray(samples.sizes).reshape(-1, 2))
+        issues = issue_rows(checks)
+        folder.write_checks(checks, issues)
+        checks_seconds = time.perf_counter() - started
         if out_of_fold is not None:
             run_facts = {**run_facts, "folds": out_of_fold.count, "fold_seconds": round(out_of_fold.seconds, 2)}
         summary = {
@@ -131,6 +146,8 @@ class Recorder:
             "val_accuracy": self.epochs[saved.epoch]["val_accuracy"],
             "never_selected": int(scores["never_selected"].sum()),
             "suspects": int(scores["suspect"].sum()),
+            "issues": {issue: int(count) for issue, count in issues["issue"].value_counts(sort=False).items()},
+            "neighbour_seconds": round(neighbour_seconds, 2), "checks_seconds": round(checks_seconds, 2),
             "suspect_rule": SUSPECT_RULE if out_of_fold is None else f"{SUSPECT_RULE}, scored and counted out of fold",
             **run_facts, **_versions(), "python": platform.python_version(),
         }
