@@ -14,7 +14,7 @@ import warnings
 import click
 
 from .cli_options import GroupedCommand, config_options, run_option
-from .config import MANIFEST_FORMATS, MANIFEST_POLICIES, DataConfig, RunConfig
+from .config import DROPPABLE_ISSUES, MANIFEST_FORMATS, MANIFEST_POLICIES, DataConfig, RunConfig
 from .errors import BadInputError, CrustCleanError, CrustCleanWarning
 from .train.distributed import torchrun_ranks
 
@@ -121,7 +121,8 @@ def fit(source, resume_run, out, config_file, overwrite, quiet, dry_run, with_re
 @_user_errors
 def check(source, quiet, **columns):
     """Validate SOURCE as fit would, without training: decode every image, report counts per class,
-    skipped files and why, classes without images, and duplicate images (by content hash).
+    skipped files and why, classes without images, duplicate images (by content hash) and images that are
+    dark, light, blurry, nearly blank, grayscale in a colour dataset or of odd size or shape.
 
     Exit status 0 when fit can use SOURCE (skipped files included), 2 when it cannot.
     """
@@ -137,6 +138,13 @@ def check(source, quiet, **columns):
                f" samples), {len(conflicting)} with different labels")
     for group in (conflicting + [g for g in groups if not g["labels_differ"]])[:20]:
         click.echo("#   " + ", ".join(f"{s} [{label}]" for s, label in zip(group["sample_ids"], group["labels"])))
+    quality = info["quality"]
+    click.echo(f"# image quality: {sum(len(found) for found in quality.values())} issues "
+               f"(near-duplicates and outliers need a fit's embeddings: see its report or FiftyOne export)")
+    for kind, found in quality.items():
+        if found:
+            click.echo(f"#   {kind} ({len(found)}): " + ", ".join(f"{f['sample_id']} [{f['label']}]" for f in found[:5])
+                       + (", ..." if len(found) > 5 else ""))
     click.echo(f"ok: fit can train on {info['samples']} samples in {info['classes']} classes"
                + (f" ({len(info['skipped'])} skipped)" if info["skipped"] else ""))
 
@@ -207,16 +215,19 @@ def export_fiftyone(run, name, persistent, top, threshold, overwrite, visualizat
 @_suspect_options
 @click.option("--relabel-confidence", type=float, default=0.9, show_default=True,
               help="auto: the model's smallest confidence to relabel a suspect instead of dropping it")
+@click.option("--drop", "drop", multiple=True, type=click.Choice(DROPPABLE_ISSUES),
+              help="also drop the samples with this issue where no reviewer decided (repeatable; near-duplicate "
+                   "keeps one a group; quality: every quality kind)")
 @click.option("--copy", is_flag=True, help="imagefolder: copy the images instead of symlinking them")
 @click.option("--overwrite", is_flag=True, help="replace an existing output folder")
 @_user_errors
-def export_manifest_command(run, out, policy, fmt, from_fiftyone, top, threshold, relabel_confidence, copy,
+def export_manifest_command(run, out, policy, fmt, from_fiftyone, top, threshold, relabel_confidence, drop, copy,
                             overwrite):
     """Write RUN's cleaned dataset (drop / relabel applied) and the kept / dropped / relabeled lists."""
     from .review.manifest import export_manifest
 
     written = export_manifest(run, out, policy=policy, fmt=fmt, from_fiftyone=from_fiftyone, top=top,
-                              threshold=threshold, relabel_confidence=relabel_confidence, copy=copy,
+                              threshold=threshold, relabel_confidence=relabel_confidence, drop=drop, copy=copy,
                               overwrite=overwrite)
     click.echo(f"kept {written.kept}, relabeled {written.relabeled}, dropped {written.dropped}"
                + (f"; {written.unreviewed_suspects} suspects not reviewed (kept, listed in "

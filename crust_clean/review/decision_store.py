@@ -90,6 +90,22 @@ def _write_decisions(samples, values: dict):
     return samples
 
 
+def keep_one_per_group(kept, *, group_field: str = "crust_duplicate_group") -> tuple[int, int]:
+    """Near-duplicates in one action: ``kept`` (a view: the members a reviewer keeps, usually one per group) are
+    marked keep, and every other member of their near-duplicate groups (``group_field``, written by the export)
+    that has no decision yet is marked drop; a member decided earlier keeps its decision. Returns (kept, dropped).
+
+    Raises BadInputError when a kept sample is in no near-duplicate group."""
+    groups = kept.values(group_field)
+    if not groups or any(g is None for g in groups):
+        raise BadInputError("keep one per group needs samples of near-duplicate groups (the 'near-duplicates' view)")
+    dataset = kept._root_dataset
+    others = (dataset.match(_field(group_field).is_in(sorted(set(groups))))
+              .exclude(kept.values("id")).match(~_field(DECISION_FIELD).exists()))
+    dropped = record_decision(others, "drop") if len(others) else 0
+    return record_decision(kept, "keep"), dropped
+
+
 def _field(name):
     from fiftyone import ViewField as F
 

@@ -16,9 +16,13 @@ Policies of a cleaned dataset (``review.manifest``):
   ``reviewed``  the reviewers' decisions; a sample without one is kept (the suspects among them are listed).
   ``auto``      no review: a suspect is relabeled to the saved model's prediction where the model disagrees
                 with the given label with at least ``relabel_confidence``, otherwise dropped.
+Either can also drop the samples with other issues (``drop_issues``: near-duplicates but one a group, outliers,
+image quality kinds) where no reviewer decided on them.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -74,6 +78,41 @@ def decide_reviewed(table: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFram
     decided["label"] = np.where(decision == "relabel", decided["new_label"], decided["given_label"])
     decided["reason"] = np.where(decided["reviewed_decision"].isna(), "not reviewed", "reviewer: " + decision)
     decided["decided_at"] = decided["decided_at"].map(utc_iso)
+    return decided
+
+
+def drop_issues(decided: pd.DataFrame, issues: pd.DataFrame, drop: Sequence[str]) -> pd.DataFrame:
+    """``decided`` (``decide_reviewed`` / ``decide_auto``) with the samples that have an issue in ``drop``
+    (``run.checks.ISSUE_TYPES``; ``quality`` means every quality kind) dropped, where no reviewer decided on them
+    (a reviewer's decision always stands). Near-duplicates: each group keeps one member, the one a reviewer kept or
+    relabeled, else its first in the run's order that is not dropped already, and drops the others.
+    ``issues``: the run's ``issues.csv``. The reason says which issue dropped a sample."""
+    wanted = set(drop)
+    if "quality" in wanted:
+        wanted |= {issue for issue in issues["issue"].unique() if issue.startswith("quality:")}
+    decided = decided.copy()
+    undecided = (decided["reviewed_decision"].isna().to_numpy() if "reviewed_decision" in decided
+                 else np.ones(len(decided), bool))  # the auto policy's relabels are no reviewer's decisions
+    position = pd.Series(np.arange(len(decided)), index=decided["sample_id"])
+    found = issues[issues["issue"].isin(wanted)]
+    for issue, part in found.groupby("issue", sort=False):
+        if issue == "near-duplicate":
+            continue
+        rows = position[part["sample_id"]].to_numpy()
+        rows = rows[undecided[rows] & (decided["decision"].to_numpy()[rows] != "drop")]
+        decided.iloc[rows, decided.columns.get_loc("decision")] = "drop"
+        decided.iloc[rows, decided.columns.get_loc("reason")] = f"policy: {issue}"
+    for group, part in found[found["issue"] == "near-duplicate"].groupby("group", sort=False):
+        rows = np.sort(position[part["sample_id"]].to_numpy())
+        reviewer_kept = rows[~undecided[rows] & (decided["decision"].to_numpy()[rows] != "drop")]
+        alive = rows[decided["decision"].to_numpy()[rows] != "drop"]
+        keeper = reviewer_kept[0] if len(reviewer_kept) else (alive[0] if len(alive) else None)
+        if keeper is None:
+            continue
+        dropped = rows[undecided[rows] & (rows != keeper) & (decided["decision"].to_numpy()[rows] != "drop")]
+        decided.iloc[dropped, decided.columns.get_loc("decision")] = "drop"
+        decided.iloc[dropped, decided.columns.get_loc("reason")] = (
+            f"policy: near-duplicate of {decided['sample_id'].iloc[keeper]} (group {group})")
     return decided
 
 

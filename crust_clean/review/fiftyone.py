@@ -18,11 +18,18 @@ carrying decisions forward, never by a re-export, so they survive one):
   mistakenness           FiftyOne Brain's compute_mistakenness on crust_prediction
   crust_map, crust_embedding   the sample's point on the embeddings map and its embedding (float32), when the
                          run has embeddings (below)
+  crust_duplicate_group  the sample's near-duplicate group (``run.checks``: 0 is the first to review), else None
+  crust_nearest_similarity, crust_outlier_score   cosine similarity to its nearest sample; how many robust
+                         standard deviations it is farther than usual from its neighbours or the nearest class
+  crust_issues           the issues it has besides its label: near-duplicate, outlier, quality:<kind>
   metadata               FiftyOne's image metadata (size, type, width, height), computed at export
 Tag ``crust:suspect`` marks the suspects (``--top`` K by score, or score above ``--threshold``), except samples
 kept in an earlier round whose score did not rise (``review.decisions``); ``crust:decided:<decision>`` shows a
-decision on its tile. Saved views: ``to review`` (the queue: suspects without a decision, highest score first),
-``decided``, ``crust suspects``, ``never selected``, ``disagreements``.
+decision on its tile; ``crust:near-duplicate``, ``crust:outlier`` and ``crust:quality:<kind>`` mark the other
+issues (``RUN/issues.csv``). Saved views: ``to review`` (the queue: suspects without a decision, highest score
+first), ``decided``, ``crust suspects``, ``never selected``, ``disagreements``, and for runs with checks
+``near-duplicates`` (group by group, the groups with different labels first), ``outliers`` (farthest first) and
+``image quality``.
 
 With the run's embeddings (``RUN/embeddings.npy``) two FiftyOne Brain runs: ``crust_embeddings``, a 2-D map for
 the App's Embeddings panel (UMAP when umap-learn is installed, as the fiftyone extra installs it, else PCA; fit on
@@ -59,6 +66,10 @@ VISUALIZATION_KEY, SIMILARITY_KEY = "crust_embeddings", "crust_similarity"
 #: A saved workspace: the samples grid beside the Embeddings panel.
 EMBEDDINGS_WORKSPACE = "crust embeddings"
 SUSPECTS_VIEW, NEVER_SELECTED_VIEW, DISAGREEMENTS_VIEW = "crust suspects", "never selected", "disagreements"
+DUPLICATES_VIEW, OUTLIERS_VIEW, QUALITY_VIEW = "near-duplicates", "outliers", "image quality"
+#: The tag of each issue besides the label (``run.checks.ISSUE_TYPES``): ``crust:<issue>``.
+ISSUE_TAG_PREFIX = "crust:"
+DUPLICATE_GROUP_FIELD = "crust_duplicate_group"
 #: The given label's field in datasets crust-clean creates.
 GIVEN_LABEL_FIELD = "given_label"
 #: Samples whose fields are built and written per database call (``_write_fields``).
@@ -148,9 +159,11 @@ def export_to_fiftyone(run: Run | str | Path, *, name: str | None = None, persis
     suspects = [s for s in table.loc[table["suspect"], "sample_id"] if s not in kept_earlier]
     dataset.untag_samples(SUSPECT_TAG)
     dataset.select_by(key, suspects).tag_samples(SUSPECT_TAG)
+    checks = run.checks()
+    _write_checks(dataset, samples, key, checks, run.issues)
     _mistakenness(samples, label_field)
     similarity_left_out = _brain_runs(dataset, samples, run.embeddings(), visualization or default_visualization())
-    _save_views(dataset, label_field)
+    _save_views(dataset, label_field, checked=checks is not None)
     if dataset.info.get("crust_created", created):  # a user's own fo: dataset keeps its App settings
         _app_config(dataset, label_field)
     dataset.info.update({
@@ -195,6 +208,34 @@ def _write_fields(samples, table: pd.DataFrame, into_source: bool, content_hashe
             samples.set_values(field, dict(zip(ids[block], values)), key_field="id")
 
 
+def issue_tags() -> list[str]:
+    """The tags of every issue type besides the label."""
+    from ..config import ISSUE_TYPES
+
+    return [ISSUE_TAG_PREFIX + issue for issue in ISSUE_TYPES]
+
+
+def _write_checks(dataset, samples, key: str, checks: pd.DataFrame | None, issues: pd.DataFrame | None) -> None:
+    """The near-duplicate, outlier and quality fields and tags (``run.checks``) of ``samples`` (ordered as
+    ``checks``), anew: a re-export leaves no stale tag. A run without checks gets none."""
+    dataset.untag_samples(issue_tags())
+    if checks is None:
+        return
+    ids = samples.values("id")
+    listed = issues.groupby("sample_id", sort=False)["issue"].agg(list)
+    group = checks["near_duplicate_group"].to_numpy()
+    values = {DUPLICATE_GROUP_FIELD: [int(g) if g >= 0 else None for g in group],
+              "crust_nearest_similarity": [None if np.isnan(v) else float(v) for v in checks["nearest_similarity"]],
+              "crust_outlier_score": [None if np.isnan(v) else float(v) for v in checks["outlier_score"]],
+              "crust_issues": [listed.get(s) for s in checks["sample_id"]]}
+    for start in range(0, len(ids), WRITE_BLOCK):
+        block = slice(start, start + WRITE_BLOCK)
+        for field, column in values.items():
+            samples.set_values(field, dict(zip(ids[block], column[block])), key_field="id")
+    for issue, part in issues.groupby("issue", sort=False):
+        dataset.select_by(key, part["sample_id"].tolist()).tag_samples(ISSUE_TAG_PREFIX + issue)
+
+
 def _field_values(table: pd.DataFrame, into_source: bool, content_hashes: list[str]) -> dict[str, list]:
     import fiftyone as fo
 
@@ -233,6 +274,8 @@ def declare_fields(dataset) -> None:
         decisions.NEW_LABEL_FIELD: (fo.StringField, None), decisions.DECIDED_AT_FIELD: (fo.DateTimeField, None),
         decisions.DECIDED_SCORE_FIELD: (fo.FloatField, None), decisions.DECIDED_HASH_FIELD: (fo.StringField, None),
         decisions.DECIDED_IN_FIELD: (fo.StringField, None),
+        DUPLICATE_GROUP_FIELD: (fo.IntField, None), "crust_nearest_similarity": (fo.FloatField, None),
+        "crust_outlier_score": (fo.FloatField, None), "crust_issues": (fo.ListField, fo.StringField),
     }
     schema = dataset.get_field_schema()
     for field, (kind, embedded) in types.items():
@@ -330,9 +373,16 @@ def _mistakenness(samples, label_field: str) -> None:
     fob.compute_mistakenness(samples, "crust_prediction", label_field=label_field, use_logits=True)
 
 
-def _save_views(dataset, label_field: str) -> None:
+def _save_views(dataset, label_field: str, *, checked: bool) -> None:
     from fiftyone import ViewField as F
 
+    quality_tags = [tag for tag in issue_tags() if tag.startswith(ISSUE_TAG_PREFIX + "quality:")]
+    checks = {
+        DUPLICATES_VIEW: dataset.match_tags(ISSUE_TAG_PREFIX + "near-duplicate").sort_by(
+            [(DUPLICATE_GROUP_FIELD, 1), ("crust_nearest_similarity", -1)]),
+        OUTLIERS_VIEW: dataset.match_tags(ISSUE_TAG_PREFIX + "outlier").sort_by("crust_outlier_score", reverse=True),
+        QUALITY_VIEW: dataset.match_tags(quality_tags),
+    }
     views = {
         SUSPECTS_VIEW: dataset.match_tags(SUSPECT_TAG).sort_by("crust_score", reverse=True),
         NEVER_SELECTED_VIEW: dataset.match(F("crust_never_selected") == True).sort_by("crust_score", reverse=True),  # noqa: E712
@@ -342,6 +392,11 @@ def _save_views(dataset, label_field: str) -> None:
     save_queue_views(dataset)  # first in the App's list of saved views
     for view_name, view in views.items():
         dataset.save_view(view_name, view, overwrite=True)
+    for view_name, view in checks.items():
+        if checked:
+            dataset.save_view(view_name, view, overwrite=True)
+        elif dataset.has_saved_view(view_name):
+            dataset.delete_saved_view(view_name)
 
 
 def _app_config(dataset, label_field: str) -> None:

@@ -17,14 +17,15 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
 from ..atomic import staged_folder
-from ..config import MANIFEST_FORMATS, MANIFEST_POLICIES
+from ..config import DROPPABLE_ISSUES, MANIFEST_FORMATS, MANIFEST_POLICIES
 from ..errors import BadInputError
 from ..run.folder import Run
-from .decisions import DECISIONS, LIST_COLUMNS, decide_auto, decide_reviewed
+from .decisions import DECISIONS, LIST_COLUMNS, decide_auto, decide_reviewed, drop_issues
 
 
 @dataclass
@@ -41,7 +42,8 @@ class CleanedDataset:
 
 def export_manifest(run: Run | str | Path, out: str | Path, *, policy: str = "reviewed", fmt: str = "csv",
                     from_fiftyone: str | None = None, top: int | None = None, threshold: float | None = None,
-                    relabel_confidence: float = 0.9, copy: bool = False, overwrite: bool = False) -> CleanedDataset:
+                    relabel_confidence: float = 0.9, drop: Sequence[str] = (), copy: bool = False,
+                    overwrite: bool = False) -> CleanedDataset:
     """Apply review decisions (or the ``auto`` policy) to ``run``'s samples and write the cleaned dataset.
 
     Parameters
@@ -57,6 +59,9 @@ def export_manifest(run: Run | str | Path, out: str | Path, *, policy: str = "re
         Which samples are suspects (``method.scores.SuspectRule``; default: the run's own rule).
     relabel_confidence : float
         ``auto``: the robust model's smallest confidence to relabel instead of dropping.
+    drop : issue types
+        Also drop the samples with these issues (``config.ISSUE_TYPES``, or ``quality`` for every quality kind)
+        where no reviewer decided on them; near-duplicates keep one member a group (``decisions.drop_issues``).
     copy : bool
         ``imagefolder``: copy the images instead of symlinking them.
     """
@@ -66,7 +71,13 @@ def export_manifest(run: Run | str | Path, out: str | Path, *, policy: str = "re
         raise BadInputError(f"format {fmt!r} is not one of: {', '.join(MANIFEST_FORMATS)}")
     if not 0 <= relabel_confidence <= 1:
         raise BadInputError("--relabel-confidence must be in [0, 1]")
+    unknown = sorted(set(drop) - set(DROPPABLE_ISSUES))
+    if unknown:
+        raise BadInputError(f"--drop {', '.join(unknown)}: not an issue type (one of {', '.join(DROPPABLE_ISSUES)})")
     run, out = Run.of(run), Path(out)
+    if drop and run.issues is None:
+        raise BadInputError(f"run {run.path} was written before crust-clean checked other issues: --drop needs a "
+                            "newer fit")
     if output_taken(out) and not overwrite:
         raise BadInputError(f"{out} already exists and is not empty (use --overwrite)")
     table = run.review_table(top=top, threshold=threshold)
@@ -77,6 +88,8 @@ def export_manifest(run: Run | str | Path, out: str | Path, *, policy: str = "re
         unreviewed = decided[decided["suspect"] & decided["reviewed_decision"].isna()]
     else:
         decided, unreviewed = decide_auto(table, relabel_confidence), None
+    if drop:
+        decided = drop_issues(decided, run.issues, drop)
     decided["path"] = [str(p) for p in run.image_files()]
     cleaned = decided[decided["decision"] != "drop"]
     counts = {d: int((decided["decision"] == d).sum()) for d in DECISIONS}
@@ -90,6 +103,7 @@ def export_manifest(run: Run | str | Path, out: str | Path, *, policy: str = "re
                    "kept": counts["keep"], "dropped": counts["drop"], "relabeled": counts["relabel"],
                    "unreviewed_suspects": len(unreviewed) if unreviewed is not None else None,
                    "relabel_confidence": relabel_confidence if policy == "auto" else None,
+                   "dropped_for_issues": sorted(drop),
                    "classes": sorted(cleaned["label"].unique().tolist())}
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return CleanedDataset(out=out, dataset=out / written, kept=counts["keep"], dropped=counts["drop"],

@@ -26,8 +26,12 @@ from ..errors import CrustCleanError
 from ..method.scores import SuspectRule
 from ..run.folder import CONFIG, REPORT, Run
 
-#: The figures of a report, in page order; ``coreset.png`` also when true labels are unknown (sizes).
-FIGURES = ("classes.png", "scores.png", "training.png", "coreset.png", "suspects.png")
+#: The figures of a report, in page order; ``coreset.png`` also when true labels are unknown (sizes); the last
+#: three (``ISSUE_FIGURES``) for runs with checks (``run.checks``).
+ISSUE_FIGURES = ("duplicates.png", "outliers.png", "quality.png")
+FIGURES = ("classes.png", "scores.png", "training.png", "coreset.png", "suspects.png", *ISSUE_FIGURES)
+#: How many near-duplicate groups, and members of each, the report pictures; outliers and quality issues pictured.
+DUPLICATE_GROUPS_SHOWN, GROUP_MEMBERS_SHOWN, ISSUES_SHOWN = 6, 6, 16
 THUMBNAIL_PX = 96
 
 
@@ -96,6 +100,7 @@ class Report:
     has_truth: bool
     images: list[Path] = field(default_factory=list)  # the PNGs beside index.html
     missing_thumbnails: list[str] = field(default_factory=list)  # suspects whose image could not be read
+    issue_counts: pd.DataFrame | None = None  # samples per issue type (``run.checks``); None: not checked
 
     def text(self) -> str:
         """The key figures, the per-class table and the confused pairs as plain text (the terminal's)."""
@@ -105,8 +110,11 @@ class Report:
         lines += ["", "per class (given label):", _table_text(self.per_class)]
         if len(self.confusions):
             lines += ["", "most confused (given -> suggested, suspects):", _table_text(self.confusions)]
+        if self.issue_counts is not None:
+            lines += ["", "other issues (samples, train and val):", _table_text(self.issue_counts)]
         if self.missing_thumbnails:
-            lines += ["", f"{len(self.missing_thumbnails)} suspect images could not be read for the thumbnails, "
+            n = len(self.missing_thumbnails)
+            lines += ["", f"{n} image{'s' if n > 1 else ''} could not be read for the thumbnails, "
                           f"e.g. {self.missing_thumbnails[0]}"]
         return "\n".join(lines)
 
@@ -132,19 +140,58 @@ def write_report(run: Run | str | Path, *, top: int | None = None, threshold: fl
                     has_truth)
     suspects = table[table["suspect"]].head(thumbnails)
     thumbs, report.missing_thumbnails = _thumbnails(run, suspects)
+    issues = run.issues
+    if issues is not None:
+        report.issue_counts = issue_counts(issues)
+        shown = _issue_examples(issues, review)
+        issue_thumbs, missing = _thumbnails(run, pd.concat(shown.values()))
+        report.missing_thumbnails += [s for s in missing if s not in report.missing_thumbnails]
     with staged_folder(target) as build:
         _plot_classes(report.per_class, build / "classes.png")
         _plot_scores(table, threshold, build / "scores.png")
         _plot_training(epochs, build / "training.png")
         _plot_coreset(epochs, has_truth, build / "coreset.png")
         _plot_suspects(suspects, thumbs, build / "suspects.png")
+        if issues is not None:
+            starts = np.cumsum([0] + [len(frame) for frame in shown.values()])
+            for (name, frame), start, end in zip(shown.items(), starts, starts[1:]):
+                _plot_issue_examples(name, frame, issue_thumbs[start:end], build / name)
         (build / "index.html").write_text(_html(run, report, summary, epochs, build), encoding="utf-8")
-    report.images = [target / name for name in FIGURES]
+    report.images = [target / name for name in FIGURES if (target / name).is_file()]
     return report
 
 
+def issue_counts(issues: pd.DataFrame) -> pd.DataFrame:
+    """Samples per issue type (``run.checks.ISSUE_TYPES``, all of them, 0 where none), in train and val, and for
+    near-duplicates the number of groups."""
+    from ..config import ISSUE_TYPES
+
+    counts = issues.groupby(["issue", "split"]).size().unstack(fill_value=0).reindex(ISSUE_TYPES, fill_value=0)
+    out = pd.DataFrame({"issue": ISSUE_TYPES, "train": counts.get("train", 0), "val": counts.get("val", 0)})
+    out["groups"] = [issues.loc[issues["issue"] == "near-duplicate", "group"].nunique() if issue == "near-duplicate"
+                     else pd.NA for issue in ISSUE_TYPES]
+    return out.reset_index(drop=True)
+
+
+def _issue_examples(issues: pd.DataFrame, review: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The rows each issue figure shows (sample_id, path, given_label, split, issue, score, group), in order: the
+    first near-duplicate groups (a few members each), the worst outliers, the worst of each quality kind in turn."""
+    paths = review.set_index("sample_id")["path"]
+    with_paths = issues.assign(path=issues["sample_id"].map(paths).to_numpy())
+    duplicates = with_paths[with_paths["issue"] == "near-duplicate"]
+    first_groups = duplicates["group"].drop_duplicates().head(DUPLICATE_GROUPS_SHOWN)
+    duplicates = duplicates[duplicates["group"].isin(first_groups)].groupby("group", sort=False).head(
+        GROUP_MEMBERS_SHOWN)
+    outliers = with_paths[with_paths["issue"] == "outlier"].head(ISSUES_SHOWN)
+    quality = with_paths[with_paths["issue"].str.startswith("quality:")]
+    quality = quality.assign(rank=quality.groupby("issue").cumcount()).sort_values(["rank"], kind="stable")
+    return {"duplicates.png": duplicates, "outliers.png": outliers,
+            "quality.png": quality.head(ISSUES_SHOWN).drop(columns="rank")}
+
+
 def _thumbnails(run, suspects: pd.DataFrame) -> tuple[list, list[str]]:
-    """A small RGB image per suspect (None where it cannot be read) and the ids of those that could not."""
+    """A small RGB image per row of ``suspects`` (sample_id, path; None where it cannot be read) and the ids of
+    those that could not."""
     from ..data.images import open_rgb
 
     images, missing = [], []
@@ -273,6 +320,35 @@ def _plot_suspects(suspects: pd.DataFrame, thumbs: list, path: Path) -> None:
     fig.savefig(path)
 
 
+def _plot_issue_examples(name: str, shown: pd.DataFrame, thumbs: list, path: Path) -> None:
+    """Thumbnails of ``shown`` (``_issue_examples``): a row per near-duplicate group, else a grid of 8 a row."""
+    if name == "duplicates.png":
+        rows = [list(range(len(shown)))[start:start + size] for start, size in
+                zip(np.cumsum([0] + shown.groupby("group", sort=False).size().tolist()[:-1]),
+                    shown.groupby("group", sort=False).size())]
+        columns = max([len(r) for r in rows] + [1])
+    else:
+        columns = 8
+        rows = [list(range(len(shown)))[start:start + columns] for start in range(0, len(shown), columns)]
+    fig = _figure(1.35 * columns, 1.6 * max(1, len(rows)))
+    axes = np.atleast_2d(fig.subplots(max(1, len(rows)), columns))
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, members in enumerate(rows):
+        for c, i in enumerate(members):
+            row, ax = shown.iloc[i], axes[r, c]
+            if thumbs[i] is None:
+                ax.text(0.5, 0.5, "unreadable", ha="center", va="center", fontsize=7)
+            else:
+                ax.imshow(np.asarray(thumbs[i]))
+            what = (f"group {row['group']}" if name == "duplicates.png" else
+                    "outlier" if name == "outliers.png" else row["issue"].removeprefix("quality:"))
+            ax.set_title(f"{_short(row['given_label'])} ({row['split']})\n{what} {row['score']:.2f}", fontsize=7)
+    if not len(shown):
+        axes[0, 0].text(0, 0.5, "none found", fontsize=9)
+    fig.savefig(path)
+
+
 def _short(label: str, width: int = 12) -> str:
     label = str(label)
     return label if len(label) <= width else label[:width - 1] + "\u2026"
@@ -350,11 +426,40 @@ a coreset.</p></section>
 <section id="suspects"><h2>Top suspects</h2>
 <p>Given label &rarr; suggested label, and the score.</p>
 {picture("suspects.png", "thumbnails of the highest-scoring suspects")}{missing}</section>
+{_issues_html(report, picture, table)}
 <section id="run"><h2>Run</h2>
 {table(environment_table)}
 <pre>{html.escape(config)}</pre></section>
 </body></html>
 """
+
+
+def _issues_html(report: Report, picture, table) -> str:
+    """The sections of the other issues (``run.checks``), or a note for a run written before they were checked."""
+    if report.issue_counts is None:
+        return ('<section id="issues"><h2>Other issues</h2><p class="note">This run was written before crust-clean '
+                "checked near-duplicates, outliers and image quality: fit again to see them.</p></section>")
+    from ..data.quality import THRESHOLDS
+    from ..method.issues import NEAR_DUPLICATE_SIMILARITY, OUTLIER_SPREAD
+
+    return f"""<section id="issues"><h2>Other issues</h2>
+<p>Every sample, train and validation, from the same embeddings and the same decoding pass as the fit
+(<code>issues.csv</code> lists each sample and issue; <code>checks.parquet</code> every score).</p>
+{table(report.issue_counts)}</section>
+<section id="duplicates"><h2>Near-duplicates</h2>
+<p>Embeddings with cosine similarity of at least {NEAR_DUPLICATE_SIMILARITY}; groups whose members carry different
+labels first, then groups that cross the train / validation split. A row per group: given label (split), the
+similarity to its nearest member.</p>
+{picture("duplicates.png", "near-duplicate groups")}</section>
+<section id="outliers"><h2>Outliers</h2>
+<p>Far from every other sample (1 - mean cosine similarity to the 10 nearest) or from every class (1 - cosine
+similarity to the nearest class centroid) by at least {OUTLIER_SPREAD} robust standard deviations above the median;
+the score is that number of deviations.</p>
+{picture("outliers.png", "the strongest outliers")}</section>
+<section id="quality"><h2>Image quality</h2>
+<p>Scores and thresholds: {html.escape(", ".join(f"{k} {v:g}" for k, v in THRESHOLDS.items()))}
+(<code>crust_clean.data.quality</code>).</p>
+{picture("quality.png", "the worst images of each quality issue")}</section>"""
 
 
 def _format_value(key: str, value) -> str:

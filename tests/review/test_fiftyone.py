@@ -33,7 +33,8 @@ def test_export_writes_every_sample_with_fields_tags_and_views(fiftyone, fo_run,
     written_scores = dict(zip(*dataset.match(F("crust_split") == "train").values(["crust_sample_id", "crust_score"])))
     assert written_scores.keys() == score_of.keys()
     assert all(written_scores[k] == pytest.approx(score_of[k]) for k in score_of)
-    assert dataset.count_sample_tags() == {"crust:suspect": 10}  # tiles show suspects and decisions only
+    issues = fo_run.issues["issue"].value_counts()
+    assert dataset.count_sample_tags() == {"crust:suspect": 10, **{f"crust:{i}": n for i, n in issues.items()}}
     assert (written.suspects, written.carried, written.decided, written.to_review) == (10, 0, 0, 10)
     by_id = {s.crust_sample_id: s for s in dataset}
     top = scores.head(10)["sample_id"].tolist()
@@ -56,7 +57,7 @@ def test_export_writes_every_sample_with_fields_tags_and_views(fiftyone, fo_run,
     val = dataset.match(F("crust_split") == "val").first()
     assert val.crust_score is None and val.crust_prediction is not None
     assert set(dataset.list_saved_views()) == {"to review", "decided", "crust suspects", "never selected",
-                                               "disagreements"}
+                                               "disagreements", "near-duplicates", "outliers", "image quality"}
     assert dataset.load_saved_view("to review").values("crust_sample_id") == top and not dataset.load_saved_view(
         "decided")
     suspects = dataset.load_saved_view("crust suspects")

@@ -134,7 +134,7 @@ def test_a_hugging_face_run_shows_its_rows_and_a_missing_file_is_reported(noisy_
     (copy / top_suspect["sample_id"]).unlink()
     result = CliRunner().invoke(cli, ["report", str(folder_run.path), "--top", "4"])
     assert result.exit_code == 0, result.output
-    assert f"1 suspect images could not be read for the thumbnails, e.g. {top_suspect['sample_id']}" in result.output
+    assert f"1 image could not be read for the thumbnails, e.g. {top_suspect['sample_id']}" in result.output
 
 
 def test_report_open_hands_the_file_to_the_browser(fitted_with_report, monkeypatch):

@@ -19,6 +19,7 @@ from crust_clean.errors import CrustCleanError
 from crust_clean.review.decision_store import (
     TO_REVIEW_VIEW,
     clear_decisions,
+    keep_one_per_group,
     queue_counts,
     record_decision,
 )
@@ -150,6 +151,38 @@ class Relabel(_Decision):
         return record_decision(targets, "relabel", new_label), f"relabel to {new_label}"
 
 
+class KeepOnePerGroup(foo.Operator):
+    """Near-duplicates: the selected samples are kept, the other members of their groups dropped."""
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(name="keep_one_per_group",
+                                  label="crust-clean: keep the selected, drop the rest of their near-duplicate groups",
+                                  dynamic=True)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if ctx.selected:
+            groups = len(set(ctx.view.select(ctx.selected).values("crust_duplicate_group")) - {None})
+            inputs.view("targets", types.Notice(
+                label=f"Keep {_samples(len(ctx.selected))} (selected) and drop the other members of their {groups} "
+                      "near-duplicate groups (members decided earlier keep their decision)"))
+        else:
+            inputs.view("missing", types.Error(label="Select the sample to keep in each near-duplicate group "
+                                                     "(the 'near-duplicates' view shows them group by group)"))
+        return types.Property(inputs)
+
+    def execute(self, ctx):
+        if not ctx.selected:
+            raise ValueError("Nothing is selected: select the sample to keep in each near-duplicate group")
+        try:
+            kept, dropped = keep_one_per_group(ctx.view.select(ctx.selected))
+        except CrustCleanError as err:
+            raise ValueError(str(err)) from None
+        result = _after_deciding(ctx, kept + dropped, "keep one per group")
+        return {**result, "kept": kept, "dropped": dropped}
+
+
 class ShowToReview(foo.Operator):
     @property
     def config(self):
@@ -211,5 +244,6 @@ class ExportCleanedManifest(foo.Operator):
 
 
 def register(plugin):
-    for operator in (MarkMislabeled, Relabel, MarkCorrect, ClearDecision, ShowToReview, ExportCleanedManifest):
+    for operator in (MarkMislabeled, Relabel, MarkCorrect, ClearDecision, KeepOnePerGroup, ShowToReview,
+                     ExportCleanedManifest):
         plugin.register(operator)
