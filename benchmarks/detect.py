@@ -386,9 +386,11 @@ def write_markdown() -> None:
              "test images.", ""]
     # the full-scale tables first, one level down: partial fine-tuning (benchmarks/stages.py, then the exploratory
     # runs that chose its recipe), frozen features (benchmarks/frozen.py), the scale curve and the neighbour index
-    # (benchmarks/scale.py, neighbours.py), the FiftyOne export's map and similarity index (fiftyone_map.py)
+    # (benchmarks/scale.py, neighbours.py), the FiftyOne export's map and similarity index (fiftyone_map.py), the
+    # other issue types (issues.py)
     full_scale = [path for path in (RESULTS / "stages.md", RESULTS / "stages-probe.md", RESULTS / "frozen.md",
-                                    RESULTS / "scale.md", RESULTS / "neighbours.md", RESULTS / "fiftyone-map.md")
+                                    RESULTS / "scale.md", RESULTS / "neighbours.md", RESULTS / "fiftyone-map.md",
+                                    RESULTS / "issues.md")
                   if path.is_file()]
     for path in full_scale:
         lines += ["#" + line if line.startswith("#") else line for line in path.read_text().splitlines()]
