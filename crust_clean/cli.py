@@ -389,6 +389,9 @@ def _print_summary(run) -> None:
     click.echo(f"val accuracy:    {'n/a' if val is None else f'{val:.3f}'} (model from epoch {summary['best_epoch']})")
     click.echo(f"suspects:        {summary['suspects']} ({summary['suspect_rule']})")
     click.echo(f"never selected:  {summary['never_selected']}")
+    if "issues" in summary:  # runs written before the other checks have none
+        found = ", ".join(f"{issue} {count}" for issue, count in summary["issues"].items()) or "none"
+        click.echo(f"other issues:    {found} (samples; issues.csv)")
     if "detection" in summary:
         d = summary["detection"]
         click.echo(f"vs true labels:  AUROC {d['auroc']:.3f}  precision {d['precision']:.3f}  recall {d['recall']:.3f}")

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -65,6 +66,8 @@ def test_fit_prints_a_summary_and_honours_config_and_flags(noisy_colours, tmp_pa
     assert result.exit_code == 0, result.output
     assert f"run folder:      {out}" in result.output
     assert "top 10 suspects" in result.output and "never selected:" in result.output
+    issues = pd.read_csv(out / "issues.csv")["issue"].value_counts(sort=False)
+    assert ("other issues:    " + (", ".join(f"{i} {n}" for i, n in issues.items()) or "none")) in result.output
     import yaml
 
     saved = yaml.safe_load((out / "config.yaml").read_text())
