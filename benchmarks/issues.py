@@ -1,5 +1,5 @@
 """Beyond wrong labels, where the truth is known: near-duplicates, outliers and image quality planted into real
-images, found by a crust-clean fit and by cleanlab's Datalab on the same embeddings.
+images, found by a crust-clean fit, by cleanlab's Datalab on the same embeddings and by cleanvision on the files.
 
     .venv/bin/python benchmarks/issues.py          (make bench-issues; about 10 minutes on 2 cores)
 
@@ -13,10 +13,12 @@ Two datasets, each fit once by crust-clean (``--config frozen-lite0``: frozen Ef
   mnist  the first 10,000 MNIST training digits and 1 % Fashion-MNIST images (100) given digit labels at random.
 What is measured against the planted truth: near-duplicate pairs found (the copy in the same group as its
 original), by edit, and how many other samples are put in groups (CIFAR-10 holds near-duplicates of its own, so
-these are not all false), for crust-clean's rule and Datalab's ``near_duplicate`` check, and over a sweep of
+these are not all false), for crust-clean's rule, Datalab's ``near_duplicate`` check and cleanvision's near and
+exact duplicates (perceptual hashes of the files), and over a sweep of
 thresholds (what chose ``NEAR_DUPLICATE_SIMILARITY``); outlier AUROC / AP and precision / recall / F1 at each
 method's own rule (Datalab's ``outlier`` check; crust-clean's distance to the neighbours alone; crust-clean over a
-sweep of ``OUTLIER_SPREAD``); each quality kind's recall and CIFAR-10's own images flagged. Cost: the fit's seconds in checks (``checks_seconds`` of its summary: groups, outliers and
+sweep of ``OUTLIER_SPREAD``); each quality kind's recall and CIFAR-10's own images flagged, beside cleanvision's
+check of the same kind. Cost: the fit's seconds in checks (``checks_seconds`` of its summary: groups, outliers and
 quality rules, the files), the neighbour search over every sample against the training samples only (what the
 agreement searched before), and the quality measures of the decoding pass (``data.quality.measure`` timed alone
 on the decoded images), each against the fit's wall time. Writes benchmarks/results/issues.json, issues.md.
@@ -44,6 +46,9 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 BASE, DUPLICATES, OUTLIERS, QUALITY = 10_000, 200, 100, 30
 #: The near-duplicate copies, in turn (``edited_copy``).
 EDITS = ("re-encoded", "resized", "brightened", "shifted", "flipped")
+#: cleanvision's name of each quality kind.
+CLEANVISION_KINDS = {"dark": "dark", "light": "light", "blurry": "blurry", "low-information": "low_information",
+                     "grayscale": "grayscale", "odd-size": "odd_size", "odd-aspect-ratio": "odd_aspect_ratio"}
 SIMILARITIES = (0.85, 0.88, 0.90, 0.92, 0.94, 0.95, 0.96, 0.98)
 SPREADS = (3.0, 4.0, 5.0, 6.0, 8.0)
 
@@ -199,6 +204,16 @@ def datalab(embeddings: np.ndarray, labels: np.ndarray) -> tuple[dict, float]:
         time.perf_counter() - start
 
 
+def cleanvision(paths: list[str]) -> tuple:
+    """cleanvision's Imagelab on the image files: (its issues table, its info: duplicate sets, seconds)."""
+    from cleanvision import Imagelab
+
+    start = time.perf_counter()
+    lab = Imagelab(filepaths=paths)
+    lab.find_issues({kind: {} for kind in (*CLEANVISION_KINDS.values(), "near_duplicates", "exact_duplicates")})
+    return lab.issues, lab.info, time.perf_counter() - start
+
+
 # -------------------------------------------------------------------------------------------- figures
 def prf(flagged: np.ndarray, truth: np.ndarray) -> dict:
     tp = int((flagged & truth).sum())
@@ -291,12 +306,19 @@ def one_dataset(name: str, manifest: Path, truth: dict, work: Path) -> dict:
     def datalab_found(edit: str | None = None) -> int:
         return int(sum(b in set(sets[a]) or a in set(sets[b]) for a, b, e in pairs if edit in (None, e)))
 
+    vision, vision_info, out["cleanvision_seconds"] = cleanvision([str(p) for p in samples["path"]])
+    vision_group = np.full(len(samples), -1)
+    path_row = {str(p): i for i, p in enumerate(samples["path"])}
+    for number, members in enumerate(vision_info["near_duplicates"]["sets"] + vision_info["exact_duplicates"]["sets"]):
+        vision_group[[path_row[str(m)] for m in members]] = number
+
     group = checks["near_duplicate_group"].to_numpy()
     near = {"crust-clean": duplicate_figures(found(group), len(pairs), planted, base, group >= 0),
+            "cleanvision": duplicate_figures(found(vision_group), len(pairs), planted, base, vision_group >= 0),
             "Datalab": duplicate_figures(datalab_found(), len(pairs), planted, base,
                                          lab["near_duplicate"]["is_near_duplicate_issue"].to_numpy()),
             "by edit": {edit: {"pairs": sum(e == edit for _, _, e in pairs), "crust-clean": found(group, edit),
-                               "Datalab": datalab_found(edit),
+                               "Datalab": datalab_found(edit), "cleanvision": found(vision_group, edit),
                                "median similarity": round(float(np.median(
                                    [_cosine(embeddings[a], embeddings[b]) for a, b, e in pairs if e == edit])), 3)}
                         for edit in EDITS}}
@@ -316,8 +338,10 @@ def one_dataset(name: str, manifest: Path, truth: dict, work: Path) -> dict:
         planted = np.zeros(len(samples), bool)
         planted[[position[p] for p in truth["quality"][kind]]] = True
         flagged = checks[f"{kind}_issue"].to_numpy()
+        theirs = vision[f"is_{CLEANVISION_KINDS[kind]}_issue"].to_numpy()
         out["quality"][kind] = {**prf(flagged, planted), "planted": int(planted.sum()),
-                                "CIFAR-10 images flagged": int((flagged & base).sum())}
+                                "CIFAR-10 images flagged": int((flagged & base).sum()),
+                                "cleanvision": {**prf(theirs, planted), "CIFAR-10 images flagged": int((theirs & base).sum())}}
     return out
 
 
@@ -339,7 +363,7 @@ def markdown(result: dict) -> str:
                       "flagged outside the planted pairs (the planted outliers and quality issues, and CIFAR-10's own images):", "",
                       "| method | pairs found | recall | other samples flagged | of them CIFAR-10 images |",
                       "|---|---|---|---|---|"]
-            for method in ("crust-clean", "Datalab"):
+            for method in ("crust-clean", "Datalab", "cleanvision"):
                 row = near[method]
                 lines.append(f"| {method} | {row['pairs_found']} / {row['pairs']} | {row['recall']:.3f} | "
                              f"{row['other_samples_flagged']} | {row['cifar_images_flagged']} |")
@@ -347,11 +371,11 @@ def markdown(result: dict) -> str:
                 lines.append(f"| crust-clean, similarity >= {threshold} | {row['pairs_found']} / {row['pairs']} | "
                              f"{row['recall']:.3f} | {row['other_samples_flagged']} | {row['cifar_images_flagged']} |")
             lines += ["", "By edit (pairs found at each method's default; the median cosine similarity of the pairs' "
-                          "embeddings):", "", "| copy | pairs | crust-clean | Datalab | median similarity |",
-                      "|---|---|---|---|---|"]
+                          "embeddings):", "", "| copy | pairs | crust-clean | Datalab | cleanvision | median similarity |",
+                      "|---|---|---|---|---|---|"]
             for edit, row in near["by edit"].items():
                 lines.append(f"| {edit} | {row['pairs']} | {row['crust-clean']} | {row['Datalab']} | "
-                             f"{row['median similarity']:.3f} |")
+                             f"{row['cleanvision']} | {row['median similarity']:.3f} |")
             lines += ["", f"Of the {near['crust-clean']['pairs'] // 2} planted pairs with different labels, "
                           f"{near['different-label pairs found']} found, "
                           f"{near['different-label pairs found and flagged as such']} of them in a group flagged "
@@ -370,10 +394,14 @@ def markdown(result: dict) -> str:
         if "quality" in data:
             lines += ["", "Image quality: planted copies found, and CIFAR-10's own images flagged (not planted; "
                           "CIFAR-10 holds grayscale photos):", "",
-                      "| kind | planted found | recall | precision | CIFAR-10 images flagged |", "|---|---|---|---|---|"]
+                      "| kind | planted found | recall | precision | CIFAR-10 images flagged | cleanvision: found | "
+                      "precision | CIFAR-10 images flagged |", "|---|---|---|---|---|---|---|---|"]
             for kind, row in data["quality"].items():
+                theirs = row["cleanvision"]
                 lines.append(f"| {kind} | {round(row['recall'] * row['planted'])} / {row['planted']} | "
-                             f"{row['recall']:.3f} | {row['precision']:.3f} | {row['CIFAR-10 images flagged']} |")
+                             f"{row['recall']:.3f} | {row['precision']:.3f} | {row['CIFAR-10 images flagged']} | "
+                             f"{round(theirs['recall'] * row['planted'])} / {row['planted']} | "
+                             f"{theirs['precision']:.3f} | {theirs['CIFAR-10 images flagged']} |")
         fit_seconds = data["fit_seconds"]
         features = (f"feature pass {data['feature_seconds']} s" if data["feature_seconds"]
                     else "features read from the cache an earlier run of this benchmark wrote")
@@ -384,7 +412,9 @@ def markdown(result: dict) -> str:
                       f"(+{(data['neighbours_all_seconds'] - data['neighbours_train_seconds']) / fit_seconds:.1%}); "
                       f"the quality measures {data['quality_measure_seconds']} s "
                       f"({data['quality_measure_seconds'] / fit_seconds:.1%}); Datalab's two checks "
-                      f"{data['datalab_seconds']:.1f} s.", ""]
+                      f"{data['datalab_seconds']:.1f} s" + (f"; cleanvision's, reading the image files, "
+                                                              f"{data['cleanvision_seconds']:.1f} s"
+                                                              if "cleanvision_seconds" in data else "") + ".", ""]
     if "cost" in result:
         cost = result["cost"]
         added = ", ".join(f"{part} {seconds} s" for part, seconds in cost["added_seconds"].items())
