@@ -30,7 +30,7 @@ screenshot: $(INSTALLED)
 	$(BIN)/pip install --quiet -e '.[docs]'
 	test -f demo/run/embeddings.npy || $(MAKE) demo
 	$(BIN)/python scripts/screenshot.py demo/run --out docs/fiftyone-suspects.png \
-		--embeddings-out docs/fiftyone-embeddings.png
+		--embeddings-out docs/fiftyone-embeddings.png --duplicates-out docs/fiftyone-near-duplicates.png
 
 # A 300-suspect review in operator calls (the demo's run, a reviewer who knows the truth; about a minute)
 bench-review: $(INSTALLED)

@@ -1,13 +1,14 @@
 """Screenshots of the FiftyOne App on a run, for the README (``make screenshot``): the "to review" queue after a
-reviewer decided its first 6 suspects, and the
-"crust embeddings" workspace (the samples by score beside the Embeddings panel's map, coloured by crust_score).
+reviewer decided its first 6 suspects, the
+"crust embeddings" workspace (the samples by score beside the Embeddings panel's map, coloured by crust_score), and
+the saved view "near-duplicates" (the groups one after another).
 
 Exports RUN (default: the demo's run, ``make demo``) into a temporary FiftyOne dataset, serves the App on
 localhost and drives headless Chromium with Selenium (Debian packages ``chromium`` and ``chromium-driver``; the
 ``docs`` extra): FiftyOne's "Explore Enterprise" pop-over is dismissed as a user would, then the map is opened
 and coloured, clicks a reader can repeat.
 Usage: ``python scripts/screenshot.py [RUN] [--out docs/fiftyone-suspects.png]
-[--embeddings-out docs/fiftyone-embeddings.png]``.
+[--embeddings-out docs/fiftyone-embeddings.png] [--duplicates-out docs/fiftyone-near-duplicates.png]``.
 """
 
 import argparse
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("run", nargs="?", default=str(ROOT / "demo" / "run"))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "fiftyone-suspects.png")
     parser.add_argument("--embeddings-out", type=Path, default=ROOT / "docs" / "fiftyone-embeddings.png")
+    parser.add_argument("--duplicates-out", type=Path, default=ROOT / "docs" / "fiftyone-near-duplicates.png")
     parser.add_argument("--seconds", type=int, default=10, help="time the App gets to render each picture")
     args = parser.parse_args()
     if not (shutil.which("chromium") or shutil.which("chromium-browser")) or not shutil.which("chromedriver"):
@@ -73,7 +75,8 @@ def main() -> None:
     from crust_clean.errors import CrustCleanError
     from crust_clean.review.app import launch_review
     from crust_clean.review.decision_store import record_decision
-    from crust_clean.review.fiftyone import EMBEDDINGS_WORKSPACE, VISUALIZATION_KEY, export_to_fiftyone
+    from crust_clean.review.fiftyone import (DUPLICATES_VIEW, EMBEDDINGS_WORKSPACE, VISUALIZATION_KEY,
+                                            export_to_fiftyone)
     from crust_clean.run.folder import Run
 
     try:
@@ -102,11 +105,15 @@ def main() -> None:
         click_text(driver, "crust_score")
         time.sleep(args.seconds)
         driver.save_screenshot(str(args.embeddings_out))
+        session.spaces = None  # the samples grid alone, on the saved view of the near-duplicate groups
+        session.view = dataset.load_saved_view(DUPLICATES_VIEW)
+        time.sleep(args.seconds)
+        driver.save_screenshot(str(args.duplicates_out))
     finally:
         driver.quit()
         session.close()
         dataset.delete()
-    print(f"wrote {args.out} and {args.embeddings_out}")
+    print(f"wrote {args.out}, {args.embeddings_out} and {args.duplicates_out}")
 
 
 if __name__ == "__main__":

@@ -401,7 +401,7 @@ def _save_views(dataset, label_field: str, *, checked: bool) -> None:
 
 def _app_config(dataset, label_field: str) -> None:
     """Tiles that say what they show: the given label, the prediction and a decision in fixed colours (named in the
-    sidebar); the decision tags in their colours where sample tags are shown."""
+    sidebar), and a near-duplicate's group; the decision tags in their colours where sample tags are shown."""
     import fiftyone as fo
     from fiftyone.core.odm.dataset import ActiveFields
 
@@ -411,6 +411,7 @@ def _app_config(dataset, label_field: str) -> None:
                {"path": "tags", "valueColors": [{"value": decisions.DECIDED_TAG + d, "color": _COLOURS[d]}
                                                 for d in ("keep", "drop", "relabel")]}]
     dataset.app_config.color_scheme = fo.ColorScheme(color_by="field", fields=colours)
-    dataset.app_config.active_fields = ActiveFields(paths=[label_field, "crust_prediction", BADGE_FIELD])
+    dataset.app_config.active_fields = ActiveFields(paths=[label_field, "crust_prediction", BADGE_FIELD,
+                                                           DUPLICATE_GROUP_FIELD])  # shown only where a group is
     dataset.save()
 

@@ -70,7 +70,8 @@ def test_export_writes_every_sample_with_fields_tags_and_views(fiftyone, fo_run,
     assert dataset.info["crust_classes"] == ["blue", "green", "red", "yellow"]
     colours = {f["path"] for f in dataset.app_config.color_scheme.fields}
     assert colours == {"given_label", "crust_prediction", "crust_review", "tags"}  # a fixed colour per field
-    assert dataset.app_config.active_fields.paths == ["given_label", "crust_prediction", "crust_review"]
+    assert dataset.app_config.active_fields.paths == ["given_label", "crust_prediction", "crust_review",
+                                                      "crust_duplicate_group"]
 
 
 def test_two_runs_with_the_same_folder_name_get_two_datasets(tmp_path):
