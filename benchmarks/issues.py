@@ -423,6 +423,11 @@ def markdown(result: dict) -> str:
                   f"(random1 labels) took {cost['fit_seconds']:.0f} s, {cost['feature_seconds']} s of them in the "
                   f"feature pass. Added by the checks: {added}, together {cost['added_share']:.1%} of the fit. "
                   f"Found: " + ", ".join(f"{issue} {n}" for issue, n in cost["issues"].items()) + ".", ""]
+    if "checks_at_scale" in result:
+        at = result["checks_at_scale"]
+        lines += [f"`python benchmarks/issues.py --checks-at {at['samples']}`: the checks alone on {at['samples']:,} "
+                  f"synthetic 1,280-d rows (benchmarks/scale.py's features, neighbours drawn at random) took "
+                  f"{at['seconds']} s.", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -460,18 +465,53 @@ def cost(data: Path, work: Path) -> dict:
             "added_share": round(sum(added.values()) / fit_seconds, 4), "issues": summary["issues"]}
 
 
+def checks_at(n: int, work: Path) -> dict:
+    """Seconds of ``run.checks`` alone (groups, outliers, quality rules, issue rows, checks.parquet written) on
+    ``n`` synthetic 1,280-d rows in a memory-mapped .npy (benchmarks/scale.py's features: 10 classes), with
+    neighbours drawn at random (scattered reads, as a large index's are)."""
+    import scale
+    from crust_clean.run.checks import issue_rows, sample_checks
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 10, n)
+    path = work / f"checks-{n}.npy"
+    embeddings = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, scale.WIDTH))
+    scale.fill_synthetic(embeddings, truth, rng)
+    embeddings.flush()
+    embeddings = np.load(path, mmap_mode="r")
+    neighbours = rng.integers(0, n, (n, 10))
+    labels = np.array([f"class{c}" for c in range(10)], dtype=object)[truth]
+    split = np.where(rng.random(n) < 0.9, "train", "val").astype(object)
+    measures = np.tile(np.array([0.1, 0.9, 6.0, 1.0, 0.2], np.float32), (n, 1))
+    start = time.perf_counter()
+    checks = sample_checks([f"s{i:07d}" for i in range(n)], labels, split, embeddings, neighbours, measures,
+                           np.full((n, 2), 32))
+    issue_rows(checks)
+    checks.to_parquet(work / f"checks-{n}.parquet")
+    seconds = time.perf_counter() - start
+    path.unlink()
+    (work / f"checks-{n}.parquet").unlink()
+    return {"samples": n, "seconds": round(seconds, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, default=HERE.parent.parent / "bench-work" / "issues")
+    parser.add_argument("--checks-at", type=int, metavar="N", help="only the checks alone on N synthetic rows (their "
+                                                                     "own section of issues.json)")
     parser.add_argument("--cost", action="store_true", help="only the cost on all 50,000 CIFAR-10N images (its own "
                                                                 "section of issues.json)")
     args = parser.parse_args()
     work = args.work.resolve()
-    if args.cost:
+    if args.cost or args.checks_at:
         result = json.loads((RESULTS / "issues.json").read_text())
-        result["cost"] = cost(args.data.resolve(), work)
-        print(json.dumps(result["cost"]), flush=True)
+        work.mkdir(parents=True, exist_ok=True)
+        if args.cost:
+            result["cost"] = cost(args.data.resolve(), work)
+        if args.checks_at:
+            result["checks_at_scale"] = checks_at(args.checks_at, work)
+        print(json.dumps({k: result.get(k) for k in ("cost", "checks_at_scale")}), flush=True)
         (RESULTS / "issues.json").write_text(json.dumps(result, indent=1) + "\n")
         (RESULTS / "issues.md").write_text(markdown(result))
         from detect import write_markdown
@@ -479,8 +519,9 @@ def main() -> None:
         write_markdown()
         return
     result = {"machine": f"{platform.machine()}, 2 threads", "date": time.strftime("%Y-%m-%d"), "datasets": {}}
-    if (RESULTS / "issues.json").is_file():  # the --cost section stays until it is measured again
-        result.update({k: v for k, v in json.loads((RESULTS / "issues.json").read_text()).items() if k == "cost"})
+    if (RESULTS / "issues.json").is_file():  # the --cost and --checks-at sections stay until measured again
+        result.update({k: v for k, v in json.loads((RESULTS / "issues.json").read_text()).items()
+                       if k in ("cost", "checks_at_scale")})
     for name, prepare in (("cifar", prepare_cifar), ("mnist", prepare_mnist)):
         manifest, truth = prepare(args.data, work)
         result["datasets"][name] = one_dataset(name, manifest, truth, work)
