@@ -83,6 +83,32 @@ def test_a_second_fit_reads_the_cached_features_and_ends_the_same(head_run, nois
     pd.testing.assert_frame_equal(again.ledger(), head_run.ledger())
 
 
+def test_the_feature_pass_measures_image_quality_and_an_older_cache_entry_gets_its_measures(
+        head_run, noisy_colours, backbone, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    from crust_clean.data.quality import MEASURES, measure
+    from crust_clean.train.features import QUALITY
+
+    cache = tmp_path / "features"
+    shutil.copytree(head_run.config.data.feature_cache, cache)
+    (entry,) = list(cache.iterdir())
+    measures = np.load(entry / QUALITY)
+    paths = head_run.samples["path"].tolist()
+    assert measures.shape == (len(paths), len(MEASURES))
+    for i in (0, 57, len(paths) - 1):  # measured as the images were read for the features
+        np.testing.assert_allclose(measures[i], measure(Image.open(paths[i]).convert("RGB")), rtol=1e-6)
+    np.testing.assert_allclose(head_run.checks()["grayscale"], 1 - measures[:, MEASURES.index("colour")], rtol=1e-6)
+    (entry / QUALITY).unlink()  # an entry written before the measures were kept
+    again = crust_clean.fit(noisy_colours, out=tmp_path / "again", pretrained_weights=str(backbone),
+                            feature_cache=str(cache), **HEAD)
+    assert again.metrics["summary"]["features_cached"] is True
+    np.testing.assert_array_equal(np.load(entry / QUALITY), measures)  # measured by one decoding pass, kept
+    pd.testing.assert_frame_equal(again.checks(), head_run.checks())
+
+
 def test_the_cache_is_keyed_by_the_images_and_the_transform(backbone, tmp_path):
     from pathlib import Path
 
