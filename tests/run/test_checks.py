@@ -165,3 +165,25 @@ def test_check_lists_the_quality_issues_without_training(checked):
     assert "#   odd-size (1): blue/tiny.png [blue]" in result.output
     assert "#   odd-aspect-ratio (1): red/wide.png [red]" in result.output
     assert "#   dark (1): red/dark.png [red]" in result.output
+
+
+def test_a_run_written_before_the_checks_still_reports_and_says_what_it_lacks(checked, tmp_path):
+    import shutil
+
+    from crust_clean.errors import BadInputError
+    from crust_clean.review.manifest import export_manifest
+    from crust_clean.review.report import write_report
+    from crust_clean.run.folder import CHECKS, ISSUES, Run
+
+    _, run = checked
+    old = tmp_path / "old-run"
+    shutil.copytree(run.path, old, ignore=shutil.ignore_patterns("report"))
+    (old / CHECKS).unlink()
+    (old / ISSUES).unlink()
+    old_run = Run(old)
+    assert old_run.checks() is None and old_run.issues is None
+    report = write_report(old_run)
+    assert report.issue_counts is None and len(report.images) == 5  # the issue figures are left out
+    assert "written before crust-clean checked near-duplicates" in (old / "report" / "index.html").read_text()
+    with pytest.raises(BadInputError, match="--drop needs a newer fit"):
+        export_manifest(old_run, tmp_path / "clean", policy="auto", drop=["outlier"])
