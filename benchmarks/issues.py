@@ -363,13 +363,12 @@ def markdown(result: dict) -> str:
                       "flagged outside the planted pairs (the planted outliers and quality issues, and CIFAR-10's own images):", "",
                       "| method | pairs found | recall | other samples flagged | of them CIFAR-10 images |",
                       "|---|---|---|---|---|"]
-            for method in ("crust-clean", "Datalab", "cleanvision"):
-                row = near[method]
+            rows = [(method, near[method]) for method in ("crust-clean", "Datalab", "cleanvision")]
+            rows += [(f"crust-clean, similarity >= {threshold}", row)
+                     for threshold, row in near["crust-clean by similarity"].items()]
+            for method, row in rows:
                 lines.append(f"| {method} | {row['pairs_found']} / {row['pairs']} | {row['recall']:.3f} | "
                              f"{row['other_samples_flagged']} | {row['cifar_images_flagged']} |")
-            for threshold, row in near["crust-clean by similarity"].items():
-                lines.append(f"| crust-clean, similarity >= {threshold} | {row['pairs_found']} / {row['pairs']} | "
-                             f"{row['recall']:.3f} | {row['other_samples_flagged']} | {row['cifar_images_flagged']} |")
             lines += ["", "By edit (pairs found at each method's default; the median cosine similarity of the pairs' "
                           "embeddings):", "", "| copy | pairs | crust-clean | Datalab | cleanvision | median similarity |",
                       "|---|---|---|---|---|---|"]
@@ -384,13 +383,13 @@ def markdown(result: dict) -> str:
         lines += [f"Outliers ({outliers['judged']:,} samples judged: the planted quality issues are left out, they "
                   "are judged below):", "", "| method | AUROC | AP | P | R | F1 | flagged |",
                   "|---|---|---|---|---|---|---|"]
-        for method in ("crust-clean", "Datalab", "crust-clean, distance to the neighbours alone"):
-            row = outliers[method]
-            lines.append(f"| {method} | {row['auroc']:.4f} | {row['ap']:.4f} | {row['precision']:.3f} | "
-                         f"{row['recall']:.3f} | {row['f1']:.3f} | {row['flagged']} |")
-        for spread, row in outliers["crust-clean by spread"].items():
-            lines.append(f"| crust-clean, spread {spread} | | | {row['precision']:.3f} | {row['recall']:.3f} | "
-                         f"{row['f1']:.3f} | {row['flagged']} |")
+        rows = [(method, outliers[method])
+                for method in ("crust-clean", "Datalab", "crust-clean, distance to the neighbours alone")]
+        rows += [(f"crust-clean, spread {spread}", row) for spread, row in outliers["crust-clean by spread"].items()]
+        for method, row in rows:  # the sweep's rows have no AUROC / AP (one ranking, another cut)
+            ranking = f"{row['auroc']:.4f} | {row['ap']:.4f}" if "auroc" in row else "|"
+            lines.append(f"| {method} | {ranking} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | "
+                         f"{row['flagged']} |")
         if "quality" in data:
             lines += ["", "Image quality: planted copies found, and CIFAR-10's own images flagged (not planted; "
                           "CIFAR-10 holds grayscale photos):", "",
