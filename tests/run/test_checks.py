@@ -147,8 +147,22 @@ def test_fiftyone_shows_the_issues_and_one_action_keeps_one_of_a_near_duplicate_
     dark = dataset.match(fiftyone.ViewField("crust_sample_id") == "red/dark.png").first()
     assert "quality:dark" in dark.crust_issues
 
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionError
+
+    def keep_one(selected):  # as the App runs the plugin's operator on the selected tiles
+        return foo.execute_operator("@crust-clean/review/keep_one_per_group", ctx={
+            "dataset": dataset, "view": group, "selected": selected, "params": {}})
+
+    with pytest.raises(ExecutionError, match="Nothing is selected"):
+        keep_one([])
+    assert len(dataset.exists("crust_decision")) == 0  # refused: nothing written
     original = dataset.match(fiftyone.ViewField("crust_sample_id") == "red/red_000.png")
-    assert keep_one_per_group(original) == (1, 1)
+    result = keep_one(original.values("id"))
+    assert result.error is None, result.error
+    assert (result.result["kept"], result.result["dropped"]) == (1, 1)
+    assert result.result["message"].startswith("2 samples marked keep one per group")
+    assert keep_one_per_group(original) == (1, 0)  # again: the other member's decision stands
     decisions = dict(zip(*group.values(["crust_sample_id", "crust_review.label"])))
     assert decisions == {"red/red_000.png": "keep", "blue/copy_of_red_000.png": "drop"}
     export_manifest(run, tmp_path / "clean", from_fiftyone="checks-test", drop=["quality:dark"])
