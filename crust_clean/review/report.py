@@ -328,7 +328,7 @@ def _plot_issue_examples(name: str, shown: pd.DataFrame, thumbs: list, path: Pat
                     shown.groupby("group", sort=False).size())]
         columns = max([len(r) for r in rows] + [1])
     else:
-        columns = 8
+        columns = 8 if len(shown) else 2  # "none found" needs no wide figure
         rows = [list(range(len(shown)))[start:start + columns] for start in range(0, len(shown), columns)]
     fig = _figure(1.35 * columns, 1.6 * max(1, len(rows)))
     axes = np.atleast_2d(fig.subplots(max(1, len(rows)), columns))
