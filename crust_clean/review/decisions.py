@@ -94,25 +94,26 @@ def drop_issues(decided: pd.DataFrame, issues: pd.DataFrame, drop: Sequence[str]
     undecided = (decided["reviewed_decision"].isna().to_numpy() if "reviewed_decision" in decided
                  else np.ones(len(decided), bool))  # the auto policy's relabels are no reviewer's decisions
     position = pd.Series(np.arange(len(decided)), index=decided["sample_id"])
-    found = issues[issues["issue"].isin(wanted)]
-    for issue, part in found.groupby("issue", sort=False):
-        if issue == "near-duplicate":
-            continue
-        rows = position[part["sample_id"]].to_numpy()
-        rows = rows[undecided[rows] & (decided["decision"].to_numpy()[rows] != "drop")]
+
+    def droppable(rows: np.ndarray) -> np.ndarray:  # no reviewer decided them, and they are not dropped already
+        return rows[undecided[rows] & (decided["decision"].to_numpy()[rows] != "drop")]
+
+    def mark_dropped(rows: np.ndarray, reason: str) -> None:
         decided.iloc[rows, decided.columns.get_loc("decision")] = "drop"
-        decided.iloc[rows, decided.columns.get_loc("reason")] = f"policy: {issue}"
+        decided.iloc[rows, decided.columns.get_loc("reason")] = reason
+
+    found = issues[issues["issue"].isin(wanted)]
+    for issue, part in found[found["issue"] != "near-duplicate"].groupby("issue", sort=False):
+        mark_dropped(droppable(position[part["sample_id"]].to_numpy()), f"policy: {issue}")
     for group, part in found[found["issue"] == "near-duplicate"].groupby("group", sort=False):
         rows = np.sort(position[part["sample_id"]].to_numpy())
-        reviewer_kept = rows[~undecided[rows] & (decided["decision"].to_numpy()[rows] != "drop")]
         alive = rows[decided["decision"].to_numpy()[rows] != "drop"]
-        keeper = reviewer_kept[0] if len(reviewer_kept) else (alive[0] if len(alive) else None)
-        if keeper is None:
+        if not len(alive):
             continue
-        dropped = rows[undecided[rows] & (rows != keeper) & (decided["decision"].to_numpy()[rows] != "drop")]
-        decided.iloc[dropped, decided.columns.get_loc("decision")] = "drop"
-        decided.iloc[dropped, decided.columns.get_loc("reason")] = (
-            f"policy: near-duplicate of {decided['sample_id'].iloc[keeper]} (group {group})")
+        reviewer_kept = alive[~undecided[alive]]
+        keeper = reviewer_kept[0] if len(reviewer_kept) else alive[0]
+        mark_dropped(droppable(rows[rows != keeper]),
+                     f"policy: near-duplicate of {decided['sample_id'].iloc[keeper]} (group {group})")
     return decided
 
 

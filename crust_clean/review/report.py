@@ -322,10 +322,9 @@ def _plot_suspects(suspects: pd.DataFrame, thumbs: list, path: Path) -> None:
 
 def _plot_issue_examples(name: str, shown: pd.DataFrame, thumbs: list, path: Path) -> None:
     """Thumbnails of ``shown`` (``_issue_examples``): a row per near-duplicate group, else a grid of 8 a row."""
-    if name == "duplicates.png":
-        rows = [list(range(len(shown)))[start:start + size] for start, size in
-                zip(np.cumsum([0] + shown.groupby("group", sort=False).size().tolist()[:-1]),
-                    shown.groupby("group", sort=False).size())]
+    if name == "duplicates.png":  # the members of a group are next to each other in ``shown``
+        sizes = shown.groupby("group", sort=False).size().to_numpy()
+        rows = [list(range(start, start + size)) for start, size in zip(np.cumsum(sizes) - sizes, sizes)]
         columns = max([len(r) for r in rows] + [1])
     else:
         columns = 8 if len(shown) else 2  # "none found" needs no wide figure

@@ -25,21 +25,20 @@ def sample_checks(sample_ids: list[str], given_label: np.ndarray, split: np.ndar
     """One row per sample (in the order given): ``near_duplicate_group`` (-1: none; ``order_groups``'s numbering),
     ``nearest_similarity`` (cosine to its most similar other sample), ``group_labels_differ``,
     ``group_crosses_split``, ``outlier_score`` (robust deviations from its neighbours or the nearest class) and
-    ``outlier`` (``method.issues``), and each quality kind's score
-    and ``<kind>_issue`` (``data.quality.quality_issues``).
+    ``outlier`` (``method.issues``), and each quality kind's score and ``<kind>_issue``
+    (``data.quality.quality_issues``).
 
     ``embeddings``: (n, D) the run's; ``neighbours``: (n, k) each sample's nearest other samples among them
     (positions in this order, ``method.neighbours``); ``measures``: (n, M) ``data.quality.measure`` of each image;
     ``sizes``: (n, 2)."""
     given_label, split = np.asarray(given_label), np.asarray(split)
     similarities = neighbour_similarities(embeddings, neighbours)
-    groups = order_groups(near_duplicate_groups(neighbours, similarities), given_label, split)
-    differ, crosses = _group_flags(groups, given_label, split)
+    groups, differ, crosses = order_groups(near_duplicate_groups(neighbours, similarities), given_label, split)
     scores = outlier_scores(similarities, class_distances(embeddings, given_label))
     table = pd.DataFrame({
         "sample_id": sample_ids, "given_label": given_label, "split": split,
         "near_duplicate_group": groups,
-        "nearest_similarity": np.nanmax(np.where(np.isnan(similarities), -np.inf, similarities), axis=1),
+        "nearest_similarity": np.nan_to_num(similarities, nan=-np.inf).max(axis=1),
         "group_labels_differ": differ, "group_crosses_split": crosses,
         "outlier_score": scores, "outlier": flag_outliers(scores),
     })
@@ -47,33 +46,25 @@ def sample_checks(sample_ids: list[str], given_label: np.ndarray, split: np.ndar
     return pd.concat([table, quality.reset_index(drop=True)], axis=1)
 
 
-def order_groups(groups: np.ndarray, labels: np.ndarray, split: np.ndarray) -> np.ndarray:
-    """``groups`` (-1: none) renumbered 0, 1, ... in review order: different labels within first, then crossing the
-    split, then larger, then by first row."""
+def order_groups(groups: np.ndarray, labels: np.ndarray, split: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                      np.ndarray]:
+    """(``groups`` (-1: none) renumbered 0, 1, ... in review order: different labels within first, then crossing
+    the split, then larger, then by first row; per sample whether its group holds more than one label, and both
+    splits (False outside a group))."""
+    ordered, differ, crosses = groups.copy(), np.zeros(len(groups), bool), np.zeros(len(groups), bool)
     grouped = np.nonzero(groups >= 0)[0]
     if not len(grouped):
-        return groups.copy()
+        return ordered, differ, crosses
     table = pd.DataFrame({"group": groups[grouped], "label": labels[grouped], "split": split[grouped],
                           "row": grouped}).groupby("group").agg(labels=("label", "nunique"), splits=("split", "nunique"),
                                                                 size=("row", "size"), first=("row", "min"))
     order = table.sort_values(["labels", "splits", "size", "first"], ascending=[False, False, False, True]).index
     number = np.full(groups.max() + 1, -1)
     number[order.to_numpy()] = np.arange(len(order))
-    out = groups.copy()
-    out[grouped] = number[groups[grouped]]
-    return out
-
-
-def _group_flags(groups: np.ndarray, labels: np.ndarray, split: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n,) bool each: the sample's group holds more than one label / both splits (False outside a group)."""
-    differ, crosses = np.zeros(len(groups), bool), np.zeros(len(groups), bool)
-    grouped = groups >= 0
-    if grouped.any():
-        frame = pd.DataFrame({"group": groups[grouped], "label": labels[grouped], "split": split[grouped]})
-        per_group = frame.groupby("group").nunique()
-        differ[grouped] = per_group["label"].reindex(groups[grouped]).to_numpy() > 1
-        crosses[grouped] = per_group["split"].reindex(groups[grouped]).to_numpy() > 1
-    return differ, crosses
+    ordered[grouped] = number[groups[grouped]]
+    differ[grouped] = table["labels"].reindex(groups[grouped]).to_numpy() > 1
+    crosses[grouped] = table["splits"].reindex(groups[grouped]).to_numpy() > 1
+    return ordered, differ, crosses
 
 
 def issue_rows(checks: pd.DataFrame) -> pd.DataFrame:
